@@ -1,0 +1,3 @@
+from colorizer.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,126 @@
+"""The quantized ab plane: 313 in-gamut bins on a 10-grid, nearest-bin lookup and soft encoding."""
+
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+import torch
+
+from colorizer.color import rgb_to_lab
+
+GRID = 10.0
+AB_RANGE = 110.0  # grid points span [-110, 110] on both axes
+_LOOKUP_STEP = 1.0  # resolution of the candidate table used by nearest-bin searches
+NUM_BINS = 313
+
+
+def _srgb_gamut_ab() -> np.ndarray:
+    """ab of every 8-bit sRGB colour on the surface of the RGB cube.
+
+    The projection of the gamut solid onto the ab plane equals the projection of its surface, so the
+    six cube faces (393k colours) give the same convex hull as all 16.7M colours.
+    """
+    levels = torch.arange(256, dtype=torch.float64) / 255.0
+    u, v = torch.meshgrid(levels, levels, indexing="ij")
+    faces = []
+    for axis in range(3):
+        for value in (0.0, 1.0):
+            channels = [u, v]
+            channels.insert(axis, torch.full_like(u, value))
+            faces.append(torch.stack(channels))
+    rgb = torch.stack(faces).float()  # (6, 3, 256, 256)
+    ab = rgb_to_lab(rgb)[:, 1:].permute(0, 2, 3, 1).reshape(-1, 2)
+    return ab.double().numpy()
+
+
+def _separated(poly_a: np.ndarray, poly_b: np.ndarray) -> bool:
+    """Separating-axis test for two convex polygons given as (K, 2) vertex arrays in order."""
+    for poly in (poly_a, poly_b):
+        edges = np.roll(poly, -1, axis=0) - poly
+        normals = np.stack([-edges[:, 1], edges[:, 0]], axis=1)
+        proj_a = poly_a @ normals.T
+        proj_b = poly_b @ normals.T
+        if np.any((proj_a.max(0) < proj_b.min(0)) | (proj_b.max(0) < proj_a.min(0))):
+            return True
+    return False
+
+
+@functools.cache
+def _ab_bins_np() -> np.ndarray:
+    from scipy.spatial import ConvexHull
+
+    points = _srgb_gamut_ab()
+    hull = points[ConvexHull(points).vertices]
+    axis = np.arange(-AB_RANGE, AB_RANGE + GRID, GRID)
+    square = np.array([[-1, -1], [1, -1], [1, 1], [-1, 1]], dtype=np.float64) * GRID
+    # A grid point is a bin when its 20x20 neighbourhood touches the gamut hull: this reproduces the
+    # official 313 centres exactly, while "centre inside the gamut" rules lose saturated bins.
+    kept = [(a, b) for a in axis for b in axis if not _separated(square + (a, b), hull)]
+    return np.array(kept, dtype=np.float32)
+
+
+def ab_bins() -> torch.Tensor:
+    """The (313, 2) float32 ab bin centres, computed from the sRGB gamut, sorted by (a, b)."""
+    return torch.from_numpy(_ab_bins_np().copy())
+
+
+@functools.cache
+def _candidate_table(k: int) -> tuple[torch.Tensor, float]:
+    """For each cell of a 1-unit grid over the ab square, the bins that can be among a point's k nearest.
+
+    A point lies within half a cell diagonal (r) of its cell centre c, so its k-th nearest distance is at
+    most d_k(c) + r and no bin farther than d_k(c) + 2r from c can be among its k nearest. Searching
+    those few candidates instead of all 313 bins makes soft encoding a gather plus a tiny top-k.
+    """
+    bins = _ab_bins_np().astype(np.float64)
+    steps = int(2 * AB_RANGE / _LOOKUP_STEP)
+    centres_1d = -AB_RANGE + _LOOKUP_STEP * (np.arange(steps) + 0.5)
+    ca, cb = np.meshgrid(centres_1d, centres_1d, indexing="ij")
+    centres = np.stack([ca.ravel(), cb.ravel()], axis=1)
+    dist = np.sqrt(((centres[:, None, :] - bins[None]) ** 2).sum(-1))
+    order = np.argsort(dist, axis=1)
+    sorted_dist = np.take_along_axis(dist, order, axis=1)
+    reach = sorted_dist[:, k - 1 : k] + 2 * (_LOOKUP_STEP * np.sqrt(2) / 2) + 1e-6
+    width = int((sorted_dist <= reach).sum(1).max())
+    return torch.from_numpy(order[:, :width].astype(np.int64)), steps
+
+
+@functools.cache
+def _on_device(k: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, int]:
+    table, steps = _candidate_table(k)
+    bins = ab_bins()
+    # the candidates' coordinates, laid out per cell, so a lookup is one gather instead of two
+    return bins.to(device), table.to(device), bins[table].permute(2, 0, 1).contiguous().to(device), steps
+
+
+def nearest_bins(ab: torch.Tensor, k: int = 5) -> tuple[torch.Tensor, torch.Tensor]:
+    """Indices (N, k, H, W) and squared distances of the k nearest bins to each ab pixel of (N, 2, H, W).
+
+    Exact, nearest first. Pixels beyond the grid square (never real sRGB colours) fall back to a full search.
+    """
+    bins, table, table_ab, steps = _on_device(k, ab.device)
+    n, _, h, w = ab.shape
+    pixels = ab.float().permute(0, 2, 3, 1).reshape(-1, 2)
+    inside = pixels.clamp(-AB_RANGE, AB_RANGE - 1e-3)
+    cell = ((inside + AB_RANGE) / _LOOKUP_STEP).long()
+    cell = cell[:, 0] * steps + cell[:, 1]
+    d2 = (table_ab[0][cell] - pixels[:, :1]) ** 2 + (table_ab[1][cell] - pixels[:, 1:]) ** 2  # (P, C)
+    d2_k, pick = d2.topk(k, dim=1, largest=False, sorted=True)
+    idx_k = table[cell].gather(1, pick)
+    outside = (inside != pixels).any(1).nonzero().squeeze(1)
+    if outside.numel():
+        d2_all = ((bins[None] - pixels[outside, None, :]) ** 2).sum(-1)
+        d2_k[outside], idx_k[outside] = d2_all.topk(k, dim=1, largest=False, sorted=True)
+
+    def to_image(t: torch.Tensor) -> torch.Tensor:
+        return t.reshape(n, h, w, k).permute(0, 3, 1, 2)
+
+    return to_image(idx_k), to_image(d2_k)
+
+
+def soft_encode(ab: torch.Tensor, k: int = 5, sigma: float = 5.0) -> torch.Tensor:
+    """Soft targets (N, 313, H, W): Gaussian weights (sigma in ab units) on the k nearest bins, summing to 1."""
+    idx, d2 = nearest_bins(ab, k)
+    kernel = torch.softmax(-d2 / (2 * sigma**2), dim=1)  # the Gaussian kernel, normalised
+    return torch.zeros(ab.shape[0], NUM_BINS, *ab.shape[2:], device=ab.device).scatter_(1, idx, kernel)

@@ -1,0 +1,117 @@
+"""`colorizer eval`: the paper's raw-accuracy metrics for a model and three reference colorizations.
+
+For each held-out photo the model sees only L; its ab is compared with the truth per pixel. The AuC
+(Zhang et al. 2016) is the area under the curve of "fraction of pixels within t of the true ab" for
+t = 0..150, in percent; the rebalanced AuC weighs each pixel by the inverse (smoothed) frequency of
+its true colour bin in the evaluated set, so that rare saturated colours count as much as gray.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import torch
+from tqdm import tqdm
+
+from colorizer.atomic import write_text
+from colorizer.bins import NUM_BINS, ab_bins, nearest_bins
+from colorizer.color import lab_to_rgb, rgb_to_lab
+from colorizer.data import scan_folder
+from colorizer.decode import annealed_mean, upsample
+from colorizer.images import open_image, to_rgb_tensor
+from colorizer.prior import smooth_prior
+
+MAX_THRESHOLD = 150
+METHODS = ("model", "gray", "random", "ground_truth")
+
+
+def auc_per_pixel(pred_ab: torch.Tensor, true_ab: torch.Tensor) -> torch.Tensor:
+    """Each pixel's share of the thresholds t = 0..150 at which it counts as correct (||error|| <= t)."""
+    error = (pred_ab - true_ab).norm(dim=1)
+    return ((MAX_THRESHOLD + 1 - torch.ceil(error)) / (MAX_THRESHOLD + 1)).clamp(0, 1)
+
+
+def colorfulness(rgb: torch.Tensor) -> torch.Tensor:
+    """Hasler & Suesstrunk (2003) colourfulness of (N, 3, H, W) RGB in [0, 1], on the 0..255 scale."""
+    r, g, b = (rgb * 255.0).unbind(1)
+    rg, yb = r - g, 0.5 * (r + g) - b
+    std = torch.sqrt(rg.flatten(1).var(1, unbiased=False) + yb.flatten(1).var(1, unbiased=False))
+    mean = torch.sqrt(rg.flatten(1).mean(1) ** 2 + yb.flatten(1).mean(1) ** 2)
+    return std + 0.3 * mean
+
+
+def psnr(rgb: torch.Tensor, truth: torch.Tensor) -> torch.Tensor:
+    """Peak signal-to-noise ratio (dB) per image of 8-bit quantised RGB; identical images give 100."""
+    quantise = lambda x: (x.clamp(0, 1) * 255).round()  # noqa: E731
+    mse = ((quantise(rgb) - quantise(truth)) ** 2).flatten(1).mean(1)
+    return torch.where(mse > 0, 10 * torch.log10(255.0**2 / mse.clamp_min(1e-12)), torch.full_like(mse, 100.0))
+
+
+class Accumulator:
+    """Per-bin sums of pixel AuC, so the rebalanced AuC can use the whole set's prior at the end."""
+
+    def __init__(self) -> None:
+        self.auc_sum = torch.zeros(NUM_BINS, dtype=torch.float64)
+        self.colorfulness: list[float] = []
+        self.psnr: list[float] = []
+
+    def add(self, true_bin: torch.Tensor, pixel_auc: torch.Tensor, rgb: torch.Tensor, truth: torch.Tensor) -> None:
+        self.auc_sum += torch.bincount(true_bin.flatten(), pixel_auc.flatten().double(), minlength=NUM_BINS)
+        self.colorfulness += colorfulness(rgb).tolist()
+        self.psnr += psnr(rgb, truth).tolist()
+
+    def result(self, bin_pixels: torch.Tensor) -> dict[str, float]:
+        weights = 1.0 / smooth_prior(bin_pixels).clamp_min(1e-12)
+        return {
+            "auc": round(100 * float(self.auc_sum.sum() / bin_pixels.sum()), 2),
+            "auc_rebal": round(100 * float((weights * self.auc_sum).sum() / (weights * bin_pixels).sum()), 2),
+            "colorfulness": round(sum(self.colorfulness) / len(self.colorfulness), 2),
+            "psnr": round(sum(self.psnr) / len(self.psnr), 2),
+        }
+
+
+def evaluate(colorizer, paths, temperature: float = 0.38, seed: int = 0, progress: bool = True) -> dict[str, dict]:
+    generator = torch.Generator().manual_seed(seed)
+    bins = ab_bins()
+    totals = {method: Accumulator() for method in METHODS}
+    bin_pixels = torch.zeros(NUM_BINS, dtype=torch.float64)
+    for path in tqdm(paths, desc="eval", disable=not progress):
+        truth = to_rgb_tensor(open_image(path))
+        lab = rgb_to_lab(truth)
+        lightness, true_ab = lab[:, :1], lab[:, 1:]
+        size = tuple(true_ab.shape[-2:])
+        true_bin = nearest_bins(true_ab, k=1)[0]
+        bin_pixels += torch.bincount(true_bin.flatten(), minlength=NUM_BINS).double()
+        random_bins = torch.randint(NUM_BINS, (1, *size), generator=generator)
+        candidates = {
+            "model": upsample(annealed_mean(colorizer.logits(lightness), temperature).cpu(), size),
+            "gray": torch.zeros_like(true_ab),
+            "random": bins[random_bins].permute(0, 3, 1, 2),
+            "ground_truth": true_ab,
+        }
+        for method, ab in candidates.items():
+            rgb = lab_to_rgb(torch.cat([lightness, ab], 1))
+            totals[method].add(true_bin, auc_per_pixel(ab, true_ab), rgb, truth)
+    return {method: totals[method].result(bin_pixels) for method in METHODS}
+
+
+def format_table(results: dict[str, dict], title: str) -> str:
+    lines = [title, f"{'':14}{'AuC':>8}{'AuC rebal':>11}{'colourful':>11}{'PSNR':>8}"]
+    for method, r in results.items():
+        lines.append(f"{method:14}{r['auc']:8.2f}{r['auc_rebal']:11.2f}{r['colorfulness']:11.2f}{r['psnr']:8.2f}")
+    return "\n".join(lines)
+
+
+def run_eval(args: argparse.Namespace) -> dict[str, dict]:
+    from colorizer.infer import Colorizer
+
+    colorizer = Colorizer.load(args.model)
+    scan = scan_folder(args.data, limit=args.limit)
+    if scan.gray or scan.corrupt:
+        print(f"evaluating {scan.summary()}")
+    results = evaluate(colorizer, scan.colour, args.temperature, args.seed)
+    print(format_table(results, f"{args.model} on {args.data} ({len(scan.colour)} photos, T = {args.temperature})"))
+    if args.json:
+        write_text(args.json, json.dumps(results, indent=2))
+    return results

@@ -1,0 +1,42 @@
+"""Training targets and the class-rebalanced multinomial cross-entropy (equation 3 of the paper)."""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+
+from colorizer.bins import nearest_bins
+
+
+class Targets(NamedTuple):
+    """Soft targets kept sparse: only k of the 313 bins of a pixel are non-zero, so a dense
+    (N, 313, H, W) tensor would be almost all zeros and cost more memory traffic than the rest."""
+
+    bins: torch.Tensor  # (N, k, H, W) indices of each pixel's k nearest bins
+    weights: torch.Tensor  # (N, k, H, W) their Gaussian soft-encoding weights, summing to 1
+    pixel_weights: torch.Tensor  # (N, H, W) rebalancing weight v of each pixel's nearest bin
+
+    def dense(self, num_bins: int = 313) -> torch.Tensor:
+        """Z as (N, 313, H, W), equal to `bins.soft_encode`."""
+        shape = (self.bins.shape[0], num_bins, *self.bins.shape[2:])
+        return torch.zeros(shape, device=self.bins.device).scatter_(1, self.bins, self.weights)
+
+
+def encode_targets(ab: torch.Tensor, class_weights: torch.Tensor, k: int = 5, sigma: float = 5.0) -> Targets:
+    """Soft targets and per-pixel rebalancing weights for ab (N, 2, H, W) from one nearest-bin search."""
+    idx, d2 = nearest_bins(ab, k)
+    kernel = torch.softmax(-d2 / (2 * sigma**2), dim=1)  # the Gaussian kernel, normalised
+    return Targets(idx, kernel, class_weights.to(ab.device)[idx[:, 0]])
+
+
+def rebalanced_cross_entropy(logits: torch.Tensor, targets: Targets) -> torch.Tensor:
+    """-sum_q Z_q log softmax(logits)_q, weighted by v per pixel, averaged over pixels and batch.
+
+    Only the k non-zero entries of Z contribute, so they are gathered instead of multiplying by a dense Z.
+    The paper sums over pixels; the mean differs by a constant factor that keeps the learning rate
+    independent of the image size.
+    """
+    log_probs = F.log_softmax(logits.float(), dim=1).gather(1, targets.bins)
+    return (targets.pixel_weights * -(targets.weights * log_probs).sum(1)).mean()

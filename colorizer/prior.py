@@ -1,0 +1,42 @@
+"""The empirical colour prior over the bins and the class-rebalancing weights it induces (eq. 3-4)."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from scipy.ndimage import gaussian_filter
+
+from colorizer.bins import AB_RANGE, GRID, NUM_BINS, ab_bins, nearest_bins
+
+
+def bin_counts(ab: torch.Tensor) -> torch.Tensor:
+    """How many pixels of a batch (N, 2, H, W) fall nearest to each bin: (313,) float64."""
+    idx, _ = nearest_bins(ab, k=1)
+    return torch.bincount(idx.flatten(), minlength=NUM_BINS).double().cpu()
+
+
+def smooth_prior(counts: torch.Tensor | np.ndarray, sigma: float = 5.0) -> torch.Tensor:
+    """Normalise bin counts to a distribution and smooth it with a Gaussian of `sigma` ab units.
+
+    The smoothing runs on the full 10-grid of the ab plane so that neighbouring bins share mass the way
+    they are laid out, not the way they happen to be ordered.
+    """
+    counts = np.asarray(counts, dtype=np.float64)
+    cells = ((_ab_bins_np() + AB_RANGE) / GRID).round().astype(int)
+    side = int(2 * AB_RANGE / GRID) + 1
+    grid = np.zeros((side, side))
+    grid[cells[:, 0], cells[:, 1]] = counts / counts.sum()
+    smoothed = gaussian_filter(grid, sigma=sigma / GRID, mode="constant", truncate=4.0)
+    prior = smoothed[cells[:, 0], cells[:, 1]]
+    return torch.from_numpy(prior / prior.sum())
+
+
+def rebalance_weights(prior: torch.Tensor, mix: float = 0.5) -> torch.Tensor:
+    """w proportional to ((1 - mix) * prior + mix / Q)^-1, scaled so that E_prior[w] = 1."""
+    prior = torch.as_tensor(prior, dtype=torch.float64)
+    weights = 1.0 / ((1.0 - mix) * prior + mix / prior.numel())
+    return (weights / (prior * weights).sum()).float()
+
+
+def _ab_bins_np() -> np.ndarray:
+    return ab_bins().double().numpy()

@@ -1,0 +1,280 @@
+"""Training: data -> device-side targets -> rebalanced cross-entropy, with AMP, DDP, resume and checkpoints.
+
+Single process: `colorizer train --data DIR --out RUN`. Several GPUs:
+`torchrun --nproc_per_node N -m colorizer train --data DIR --out RUN`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import random
+import time
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch.utils.data import DataLoader, DistributedSampler, RandomSampler, SequentialSampler
+from tqdm import tqdm
+
+from colorizer import checkpoint
+from colorizer.bins import ab_bins
+from colorizer.color import normalize_l, rgb_to_lab
+from colorizer.data import PhotoDataset, scan_folder
+from colorizer.decode import annealed_mean, colorize_lab
+from colorizer.errors import UserError
+from colorizer.loss import encode_targets, rebalanced_cross_entropy
+from colorizer.models import build_model, preset_options
+from colorizer.prior import bin_counts, rebalance_weights, smooth_prior
+
+SAMPLE_COUNT = 8
+
+
+def lab_batch(rgb_uint8: torch.Tensor, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """uint8 RGB (N, 3, H, W) -> network input L in [-1, 1] (N, 1, H, W) and ab (N, 2, H, W), on device."""
+    lab = rgb_to_lab(rgb_uint8.to(device, non_blocking=True).float() / 255.0)
+    return normalize_l(lab[:, :1]), lab[:, 1:]
+
+
+def batch_loss(model: torch.nn.Module, rgb: torch.Tensor, class_weights: torch.Tensor, args: argparse.Namespace,
+               device: torch.device) -> torch.Tensor:
+    lightness, ab = lab_batch(rgb, device)
+    stride = _unwrap(model).output_stride
+    # targets at the network's output resolution, from ab averaged over each output cell
+    targets = encode_targets(F.avg_pool2d(ab, stride), class_weights, k=args.neighbours, sigma=args.sigma)
+    with _autocast(device, args.amp):
+        logits = model(lightness.contiguous(memory_format=torch.channels_last))
+    return rebalanced_cross_entropy(logits, targets)
+
+
+def compute_prior(paths: list[Path], size: int, batch_size: int, workers: int, device: torch.device,
+                  progress: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+    """Bin counts over every pixel of the (centre-cropped) training photos and the smoothed prior."""
+    loader = DataLoader(PhotoDataset(paths, size, augment=False), batch_size=batch_size, num_workers=workers)
+    counts = torch.zeros(ab_bins().shape[0], dtype=torch.float64)
+    for rgb in tqdm(loader, desc="prior", disable=not progress):
+        counts += bin_counts(lab_batch(rgb, device)[1])
+    return counts, smooth_prior(counts)
+
+
+def train(args: argparse.Namespace) -> Path:
+    if args.image_size % 32:
+        raise UserError(f"--image-size must be a multiple of 32, got {args.image_size}")
+    rank, world, device = _setup_distributed(args.device)
+    is_main = rank == 0
+    out = Path(args.out)
+    resume = args.resume and (out / "optimizer.json").is_file()
+    if args.resume and not resume and is_main:
+        print(f"nothing to resume in {out}; starting fresh")
+    config = checkpoint.read_config(out) if resume else None
+    _seed_everything(args.seed)
+
+    scan = scan_folder(args.data, limit=args.limit, progress=is_main)
+    val_scan = scan_folder(args.val, limit=args.limit, progress=is_main) if args.val else None
+    if is_main:
+        print(f"train: {scan.summary()}" + (f"\nval: {val_scan.summary()}" if val_scan else ""))
+
+    if config is not None:
+        prior = torch.tensor(config["prior"], dtype=torch.float64)
+    elif args.prior:
+        prior = torch.tensor(json.loads(Path(args.prior).read_text())["prior"], dtype=torch.float64)
+    else:
+        prior = compute_prior(scan.colour, args.image_size, args.batch_size, args.workers, device, is_main)[1]
+    class_weights = rebalance_weights(prior, mix=args.mix).to(device)
+
+    options = preset_options(args.preset, **_json_options(args.options))
+    model = build_model(args.preset, **options).to(device).to(memory_format=torch.channels_last)
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.Adam(params, lr=args.lr, betas=(0.9, 0.99), weight_decay=args.weight_decay)
+    history: list[dict[str, Any]] = []
+    start_epoch = 0
+    if resume:
+        model.load_state_dict(checkpoint.load_model(out)[0].state_dict())
+        checkpoint.load_optimizer(out, optimizer)
+        history, start_epoch = config["history"], config["epoch"]
+        if is_main:
+            print(f"resuming {out} after epoch {start_epoch}")
+    if world > 1:
+        model = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+
+    train_set = PhotoDataset(scan.colour, args.image_size, augment=True)
+    val_set = PhotoDataset(val_scan.colour, args.image_size, augment=False) if val_scan else None
+    writer = _tensorboard(out) if is_main else None
+
+    run_started = time.perf_counter()
+    for epoch in range(start_epoch, args.epochs):
+        # every random choice of an epoch derives from (seed, epoch): a resumed run repeats it exactly
+        _seed_everything(args.seed + epoch)
+        sampler = (DistributedSampler(train_set, world, rank, seed=args.seed) if world > 1
+                   else RandomSampler(train_set, generator=torch.Generator().manual_seed(args.seed + epoch)))
+        if world > 1:
+            sampler.set_epoch(epoch)
+        loader = DataLoader(train_set, args.batch_size, sampler=sampler, num_workers=args.workers, drop_last=True,
+                            pin_memory=device.type == "cuda", persistent_workers=False,
+                            generator=torch.Generator().manual_seed(args.seed + epoch))
+        model.train()
+        total, seen, started = 0.0, 0, time.perf_counter()
+        bar = tqdm(loader, desc=f"epoch {epoch + 1}/{args.epochs}", disable=not is_main)
+        for rgb in bar:
+            loss = batch_loss(model, rgb, class_weights, args, device)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            total += loss.item() * len(rgb)
+            seen += len(rgb)
+            bar.set_postfix(loss=f"{total / seen:.4f}", img_s=f"{seen * world / (time.perf_counter() - started):.1f}")
+        train_loss = _all_mean(total / max(seen, 1), device, world)
+        record = {"epoch": epoch + 1, "train_loss": train_loss, "seconds": round(time.perf_counter() - started, 1)}
+        if val_set is not None:
+            record["val_loss"] = evaluate_loss(model, val_set, class_weights, args, device, rank, world)
+        history.append(record)
+        if is_main:
+            print(json.dumps(record))
+            _log(writer, record)
+            config = _config(args, options, prior, epoch + 1, history, scan, val_scan)
+            checkpoint.save_model(out / checkpoint.MODEL_STEM, model, config)
+            checkpoint.save_optimizer(out, optimizer)
+            if val_set is not None:
+                save_samples(model, val_set, out / f"samples_epoch{epoch + 1:03d}.png", device)
+        if args.until_plateau and _plateaued(history, args.until_plateau):
+            if is_main:
+                print(f"training loss improved by less than {args.until_plateau:.0%}: stopping after epoch {epoch + 1}")
+            break
+        elapsed = time.perf_counter() - run_started
+        if args.time_limit and elapsed * (epoch + 2 - start_epoch) / (epoch + 1 - start_epoch) > args.time_limit * 60:
+            if is_main:
+                print(f"another epoch would pass --time-limit {args.time_limit:g} min: stopping after epoch {epoch + 1}")
+            break
+    if world > 1:
+        dist.destroy_process_group()
+    return out
+
+
+@torch.no_grad()
+def evaluate_loss(model, dataset, class_weights, args, device, rank: int = 0, world: int = 1) -> float:
+    model.eval()
+    indices = list(range(rank, len(dataset), world))
+    loader = DataLoader(torch.utils.data.Subset(dataset, indices), args.batch_size, num_workers=args.workers)
+    total, seen = 0.0, 0
+    for rgb in loader:
+        total += batch_loss(model, rgb, class_weights, args, device).item() * len(rgb)
+        seen += len(rgb)
+    return _all_mean(total / max(seen, 1), device, world)
+
+
+@torch.no_grad()
+def save_samples(model, dataset, path: Path, device: torch.device) -> None:
+    """A grid of validation photos: rows of gray input, colorization at T = 0.38, ground truth."""
+    from torchvision.utils import save_image
+
+    from colorizer.atomic import atomic_path
+
+    model.eval()
+    rgb = torch.stack([dataset[i] for i in range(min(SAMPLE_COUNT, len(dataset)))])
+    lightness, ab = lab_batch(rgb, device)
+    logits = model(lightness.contiguous(memory_format=torch.channels_last))
+    l100 = (lightness + 1.0) * 50.0
+    rows = [colorize_lab(l100, torch.zeros_like(ab)), colorize_lab(l100, annealed_mean(logits)), colorize_lab(l100, ab)]
+    with atomic_path(path) as tmp:
+        save_image(torch.cat(rows), tmp, nrow=len(rgb), format="png")
+
+
+def _config(args, options, prior, epoch, history, scan, val_scan) -> dict[str, Any]:
+    return {
+        "preset": args.preset,
+        "options": options,
+        "input_size": args.input_size or args.image_size,
+        "bins": ab_bins().tolist(),
+        "prior": prior.tolist(),
+        "mix": args.mix,
+        "neighbours": args.neighbours,
+        "sigma": args.sigma,
+        "epoch": epoch,
+        "history": history,
+        "data": {"train": str(args.data), "val": str(args.val) if args.val else None,
+                 "train_images": len(scan.colour), "dropped_gray": len(scan.gray), "dropped_corrupt": len(scan.corrupt),
+                 "val_images": len(val_scan.colour) if val_scan else 0},
+        "train_args": {k: v for k, v in vars(args).items() if k != "func"},
+    }
+
+
+def _json_options(text: str) -> dict[str, Any]:
+    try:
+        options = json.loads(text)
+    except json.JSONDecodeError:
+        options = None
+    if not isinstance(options, dict):
+        raise UserError(f"--options must be a JSON object, got {text!r}")
+    return options
+
+
+def _plateaued(history: list[dict[str, Any]], threshold: float) -> bool:
+    """The paper's rule: stop once an epoch improves the training loss by less than `threshold` (relative)."""
+    if len(history) < 2:
+        return False
+    previous, current = history[-2]["train_loss"], history[-1]["train_loss"]
+    return (previous - current) / previous < threshold
+
+
+def _setup_distributed(requested: str) -> tuple[int, int, torch.device]:
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if requested == "auto":
+        requested = "cuda" if torch.cuda.is_available() else "cpu"
+    if requested == "cuda" and not torch.cuda.is_available():
+        raise UserError("--device cuda: no CUDA GPU is available")
+    if world == 1:
+        return 0, 1, torch.device(requested)
+    local_rank = int(os.environ["LOCAL_RANK"])
+    if requested == "cuda":
+        torch.cuda.set_device(local_rank)
+    dist.init_process_group("nccl" if requested == "cuda" else "gloo")
+    device = torch.device("cuda", local_rank) if requested == "cuda" else torch.device("cpu")
+    return dist.get_rank(), world, device
+
+
+def _all_mean(value: float, device: torch.device, world: int) -> float:
+    if world == 1:
+        return value
+    tensor = torch.tensor([value], device=device)
+    dist.all_reduce(tensor)
+    return tensor.item() / world
+
+
+def _autocast(device: torch.device, amp: str):
+    """bf16 autocast where asked ('auto' means on CUDA): fp32 master weights, bf16 matrix work."""
+    if amp == "bf16" or (amp == "auto" and device.type == "cuda"):
+        return torch.autocast(device.type, dtype=torch.bfloat16)
+    return nullcontext()
+
+
+def _seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def _unwrap(model: torch.nn.Module) -> torch.nn.Module:
+    return getattr(model, "module", model)
+
+
+def _tensorboard(out: Path):
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        return None
+    return SummaryWriter(str(out / "tensorboard"))
+
+
+def _log(writer, record: dict[str, Any]) -> None:
+    if writer is None:
+        return
+    for key, value in record.items():
+        if key != "epoch":
+            writer.add_scalar(key, value, record["epoch"])
+    writer.flush()

@@ -1,0 +1,34 @@
+"""The `colorizer train` options, apart from the training code so that the CLI starts without torch."""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data", required=True, help="folder of colour photos (searched recursively)")
+    parser.add_argument("--val", help="held-out folder: validation loss and sample grids each epoch")
+    parser.add_argument("--preset", default="zhang2016", help="network preset (zhang2016, zhang2016-quarter, effnet-lite0)")
+    parser.add_argument("--options", default="{}", help='JSON options for the preset, e.g. \'{"frozen_stages": 2}\'')
+    parser.add_argument("--out", required=True, help="run folder: checkpoints, samples, logs")
+    parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--image-size", type=int, default=224, help="training crop size (multiple of 32)")
+    parser.add_argument("--input-size", type=int, help="square size inference resizes L to (default: --image-size)")
+    parser.add_argument("--lr", type=float, default=3e-5)
+    parser.add_argument("--weight-decay", type=float, default=1e-3)
+    parser.add_argument("--mix", type=float, default=0.5, help="uniform mixing lambda of the rebalancing")
+    parser.add_argument("--neighbours", type=int, default=5, help="bins per soft target")
+    parser.add_argument("--sigma", type=float, default=5.0, help="Gaussian kernel of the soft targets (ab units)")
+    parser.add_argument("--prior", help="prior JSON from `colorizer prior` (default: computed from --data)")
+    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    parser.add_argument("--amp", default="auto", choices=["auto", "bf16", "off"], help="bf16 autocast (auto: on CUDA)")
+    parser.add_argument("--workers", type=int, default=min(4, os.cpu_count() or 1))
+    parser.add_argument("--resume", action="store_true", help="continue the run in --out where it stopped")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--until-plateau", type=float, default=0.0, metavar="FRACTION",
+                        help="stop when the epoch's training loss improves by less than this (paper: 0.01)")
+    parser.add_argument("--time-limit", type=float, metavar="MINUTES",
+                        help="stop after the last epoch that fits in this wall time")
+    parser.add_argument("--limit", type=int, help="use at most this many images of each folder")

@@ -1,0 +1,134 @@
+"""Votes and stimuli as plain rows, for the analysis code, the CSV export and the admin download."""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+from pathlib import Path
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, aliased
+
+from colorizer.atomic import atomic_path
+from colorizer.errors import UserError
+from study.db import database_session
+from study.models import CATCH_MODEL, Assignment, Image, Participant, Stimulus, Study, Trial, Vote
+
+VOTE_COLUMNS = [
+    "participant_id",
+    "external_id",
+    "trial_id",
+    "image_id",
+    "left_model",
+    "right_model",
+    "chosen_model",
+    "choice",
+    "rt_ms",
+    "is_catch",
+    "catch_passed",
+    "study",
+    "created_at",
+]
+
+
+def iso_utc(moment: dt.datetime) -> str:
+    # SQLite hands timestamps back without a zone; they were written in UTC.
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=dt.timezone.utc)
+    return moment.astimezone(dt.timezone.utc).isoformat()
+
+
+def find_study(session: Session, name: str | None) -> Study | None:
+    """The study called `name`, or with no name the most recently prepared one."""
+    query = select(Study)
+    query = query.where(Study.name == name) if name is not None else query.order_by(Study.id.desc())
+    return session.scalars(query.limit(1)).first()
+
+
+def studies_to_export(session: Session, name: str | None) -> list[int]:
+    """Ids of the studies an export covers: the named one, or all of them."""
+    if name is None:
+        return list(session.scalars(select(Study.id)))
+    study = find_study(session, name)
+    if study is None:
+        raise UserError(f"no study named {name!r} in the database")
+    return [study.id]
+
+
+def session_vote_rows(session: Session, study: str | None = None) -> list[dict]:
+    left, right = aliased(Stimulus), aliased(Stimulus)
+    query = (
+        select(Vote, Participant.external_id, Trial, left.model, right.model, Study.name)
+        .join(Assignment, (Assignment.participant_id == Vote.participant_id) & (Assignment.trial_id == Vote.trial_id))
+        .join(Participant, Participant.id == Vote.participant_id)
+        .join(Trial, Trial.id == Vote.trial_id)
+        .join(Study, Study.id == Trial.study_id)
+        .join(left, left.id == Assignment.left_stimulus_id)
+        .join(right, right.id == Assignment.right_stimulus_id)
+        .where(Study.id.in_(studies_to_export(session, study)))
+        .order_by(Vote.id)
+    )
+    rows = []
+    for vote, external_id, trial, left_model, right_model, study_name in session.execute(query):
+        chosen_model = left_model if vote.choice == "left" else right_model
+        rows.append(
+            {
+                "participant_id": vote.participant_id,
+                "external_id": external_id,
+                "trial_id": vote.trial_id,
+                "image_id": trial.image_id,
+                "left_model": left_model,
+                "right_model": right_model,
+                "chosen_model": chosen_model,
+                "choice": vote.choice,
+                "rt_ms": vote.rt_ms,
+                "is_catch": trial.is_catch,
+                "catch_passed": (chosen_model != CATCH_MODEL) if trial.is_catch else None,
+                "study": study_name,
+                "created_at": iso_utc(vote.created_at),
+            }
+        )
+    return rows
+
+
+def vote_rows(db_url: str, study: str | None = None) -> list[dict]:
+    """One dict per vote (keys: VOTE_COLUMNS), oldest first; all studies unless `study` is named."""
+    with database_session(db_url) as session:
+        return session_vote_rows(session, study)
+
+
+def stimuli(db_url: str, study: str | None = None) -> list[dict]:
+    """One dict per stimulus file: image_id, model ('catch-degraded' for a degraded side), the file's
+    absolute path under the study's media dir, and the source photo it was made from."""
+    with database_session(db_url) as session:
+        query = (
+            select(Stimulus.image_id, Stimulus.model, Stimulus.file_name, Image.source, Study.media_dir)
+            .join(Image, Image.id == Stimulus.image_id)
+            .join(Study, Study.id == Image.study_id)
+            .where(Study.id.in_(studies_to_export(session, study)))
+            .order_by(Stimulus.id)
+        )
+        return [
+            {"image_id": image_id, "model": model, "path": str(Path(media_dir) / file_name), "source": source}
+            for image_id, model, file_name, source, media_dir in session.execute(query)
+        ]
+
+
+def votes_csv(rows: list[dict]) -> str:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=VOTE_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return buffer.getvalue()
+
+
+def export_csv(db_url: str, out: str | Path, study: str | None = None) -> int:
+    """Write the votes to `out` atomically; return how many were written."""
+    rows = vote_rows(db_url, study)
+    try:
+        with atomic_path(out) as tmp:
+            tmp.write_text(votes_csv(rows), newline="")
+    except OSError as error:
+        raise UserError(f"cannot write {out}: {error.strerror or error}") from None
+    return len(rows)

@@ -1,0 +1,52 @@
+"""Shared fixtures: tiny synthetic photos, folders of them, and a tiny checkpoint."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+TINY_OPTIONS = {"width": 0.125}  # zhang2016 with 1/8 of the channels: ~0.5 M parameters
+
+
+def photo(width: int = 48, height: int = 40, seed: int = 0) -> Image.Image:
+    """A smooth, colourful synthetic photo: blobs of saturated colour on a gradient."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:height, 0:width] / max(width, height)
+    image = np.stack([x, y, 1 - x], axis=-1) * 0.6 + 0.2
+    for _ in range(3):
+        cx, cy, r = rng.uniform(0, 1, 2).tolist() + [rng.uniform(0.15, 0.35)]
+        mask = ((x - cx) ** 2 + (y - cy) ** 2) < r**2
+        image[mask] = rng.uniform(0, 1, 3)
+    return Image.fromarray((image * 255).astype(np.uint8), "RGB")
+
+
+@pytest.fixture
+def photo_dir(tmp_path: Path) -> Path:
+    """Six colour photos in two class folders, one gray photo and one corrupt file."""
+    root = tmp_path / "photos"
+    for i in range(6):
+        folder = root / f"class{i % 2}"
+        folder.mkdir(parents=True, exist_ok=True)
+        photo(48, 40, seed=i).save(folder / f"img{i}.jpg", quality=95)
+    photo(48, 40, seed=9).convert("L").convert("RGB").save(root / "class0" / "gray.jpg")
+    (root / "class1" / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    return root
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An untrained tiny zhang2016 saved as a run folder, for inference and CLI tests."""
+    import torch
+
+    from colorizer import checkpoint
+    from colorizer.models import build_model
+
+    torch.manual_seed(0)
+    run = tmp_path_factory.mktemp("tiny_run")
+    model = build_model("zhang2016", **TINY_OPTIONS)
+    checkpoint.save_model(run / checkpoint.MODEL_STEM, model,
+                          {"preset": "zhang2016", "options": TINY_OPTIONS, "input_size": 32, "prior": [1 / 313] * 313})
+    return run

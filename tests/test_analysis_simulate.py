@@ -1,0 +1,63 @@
+"""The simulator hits the marginals it is given, and the analysis gives the paper's numbers back."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from analysis.simulate import simulate_votes, write_simulated_study
+from analysis.votes import analyze, load_votes, prepare_votes
+from colorizer.errors import UserError
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_paper_marginals_come_back_from_the_analysis(seed):
+    votes = prepare_votes(simulate_votes(seed=seed))
+    started = time.perf_counter()
+    summary = analyze(votes, seed=seed).summary
+    assert time.perf_counter() - started < 10
+
+    assert (summary["n_participants"], summary["n_images"], summary["n_votes"]) == (73, 30, 73 * 30)
+    dogs, generic = summary["models"]["dogs"], summary["models"]["generic"]
+    assert round(dogs["share"], 2) == 0.68
+    assert (dogs["images_won"], generic["images_won"]) == (21, 9)
+    assert dogs["share_ci95"][0] < 0.68 < dogs["share_ci95"][1]
+    assert summary["catch"]["n_votes"] == 73 * 2
+
+
+def test_other_marginals_are_hit_exactly_including_ties():
+    votes = simulate_votes(n_participants=10, image_ids=list("abcde"), share=0.5, images_won=2, catch_ids=[])
+    summary = analyze(prepare_votes(votes)).summary
+
+    first = next(iter(summary["models"]))
+    assert summary["n_votes"] == 50 and summary["models"][first]["votes"] == 25
+    assert summary["models"]["dogs"]["images_won"] == 2
+    assert summary["catch"]["n_votes"] == 0
+
+
+def test_same_seed_same_votes_and_sides_balanced_within_participants():
+    votes = simulate_votes(seed=5)
+    assert votes.equals(simulate_votes(seed=5))
+    assert not votes["chosen_model"].equals(simulate_votes(seed=6)["chosen_model"])
+    dogs_on_left = votes[votes["left_model"] == "dogs"].groupby("participant_id").size()
+    assert dogs_on_left.between(15, 16).all()  # half of 32 trials, less the catch pairs without dogs
+
+
+def test_impossible_marginals_are_refused():
+    with pytest.raises(ValueError, match="cannot win exactly 30 of 30"):
+        simulate_votes(share=0.3, images_won=30)
+
+
+def test_simulated_database_gives_the_paper_numbers_back(tmp_path):
+    db = f"sqlite:///{tmp_path / 'votes.db'}"
+    assert write_simulated_study(db) == 73 * 32
+
+    summary = analyze(load_votes(db)).summary
+    assert (summary["n_participants"], summary["n_images"], summary["n_votes"]) == (73, 30, 73 * 30)
+    assert round(summary["models"]["dogs"]["share"], 2) == 0.68
+    assert summary["models"]["dogs"]["images_won"] == 21
+    with pytest.raises(UserError, match="already has participants"):
+        write_simulated_study(db)
+    with pytest.raises(UserError, match="must start with 'simulated'"):
+        write_simulated_study(db, name="pilot")

@@ -1,0 +1,88 @@
+import os
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from colorizer.cli import main, output_path
+from tests.conftest import photo
+
+
+def run(capsys, *argv):
+    code = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    assert "Traceback" not in err
+    return code, out, err
+
+
+def test_colorize_round_trip_on_odd_inputs(tiny_checkpoint, tmp_path, capsys):
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    photo(33, 17).save(inputs / "odd.jpg")
+    photo(20, 10).convert("RGBA").save(inputs / "alpha.png")
+    Image.fromarray((np.asarray(photo(24, 12).convert("L"), dtype=np.uint16) * 257)).save(inputs / "deep.png")
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    photo(30, 14).save(inputs / "rotated.jpg", exif=exif)
+    before = {p.name: p.read_bytes() for p in inputs.iterdir()}
+    code, out, _ = run(capsys, "colorize", inputs, "--out", tmp_path / "out", "--model", tiny_checkpoint)
+    assert code == 0 and "colorized 4 of 4" in out
+    sizes = {p.name: Image.open(p).size for p in (tmp_path / "out").iterdir()}
+    assert sizes == {"odd.png": (33, 17), "alpha.png": (20, 10), "deep.png": (24, 12), "rotated.png": (14, 30)}
+    assert {p.name: p.read_bytes() for p in inputs.iterdir()} == before  # inputs untouched
+
+
+def test_never_overwrites_an_input(tiny_checkpoint, tmp_path, capsys):
+    source = tmp_path / "photo.png"
+    photo(16, 16).save(source)
+    original = source.read_bytes()
+    assert run(capsys, "colorize", source, "--out", tmp_path, "--model", tiny_checkpoint)[0] == 0
+    assert source.read_bytes() == original
+    assert (tmp_path / "photo_colorized.png").is_file()
+
+
+def test_nested_folders_keep_their_layout(tmp_path):
+    root = tmp_path / "in"
+    assert output_path(root / "a" / "x.jpg", root, tmp_path / "out") == tmp_path / "out" / "a" / "x.png"
+    assert output_path(root / "x.jpg", None, tmp_path / "out") == tmp_path / "out" / "x.png"
+
+
+def test_bad_files_fail_alone_with_one_line(tiny_checkpoint, tmp_path, capsys):
+    good, bad = tmp_path / "good.jpg", tmp_path / "bad.jpg"
+    photo(16, 16).save(good)
+    bad.write_text("not an image")
+    code, out, err = run(capsys, "colorize", good, bad, "--out", tmp_path / "out", "--model", tiny_checkpoint)
+    assert code == 1
+    assert [line for line in err.splitlines() if "error" in line] == [f"error: {bad}: not an image"]
+    assert (tmp_path / "out" / "good.png").is_file() and not (tmp_path / "out" / "bad.png").exists()
+    assert not [p for p in (tmp_path / "out").iterdir() if p.name.startswith(".")]
+
+
+@pytest.mark.parametrize("setup, message", [
+    ("empty", "no images found"),
+    ("missing", "no such file or folder"),
+    ("model", "unknown model"),
+])
+def test_bad_invocations(tiny_checkpoint, tmp_path, capsys, setup, message):
+    (tmp_path / "empty").mkdir()
+    photo(8, 8).save(tmp_path / "p.png")
+    target = {"empty": tmp_path / "empty", "missing": tmp_path / "missing.jpg", "model": tmp_path / "p.png"}[setup]
+    model = "nonexistent-model" if setup == "model" else tiny_checkpoint
+    code, _, err = run(capsys, "colorize", target, "--out", tmp_path / "out", "--model", model)
+    assert code == 1 and message in err and len(err.strip().splitlines()) == 1
+
+
+def test_too_many_megapixels(tiny_checkpoint, tmp_path, capsys, monkeypatch):
+    import colorizer.images
+
+    monkeypatch.setattr(colorizer.images, "MAX_PIXELS", 100)
+    monkeypatch.setattr(colorizer.images.open_image, "__defaults__", (100,))
+    photo(20, 20).save(tmp_path / "big.png")
+    code, _, err = run(capsys, "colorize", tmp_path / "big.png", "--out", tmp_path / "out", "--model", tiny_checkpoint)
+    assert code == 1 and "megapixels" in err
+
+
+def test_console_script_is_installed():
+    import shutil
+
+    assert shutil.which("colorizer") or os.path.exists(".venv/bin/colorizer")

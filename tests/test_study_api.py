@@ -1,0 +1,231 @@
+"""The JSON API, the page and the admin export, on SQLite and (when configured) PostgreSQL."""
+
+from __future__ import annotations
+
+import csv
+import io
+import threading
+from collections import Counter
+
+import pytest
+from fastapi import HTTPException
+from test_study_support import (  # noqa: F401  (fixtures)
+    ADMIN_TOKEN,
+    MODEL_A,
+    MODEL_B,
+    STUDY,
+    client,
+    db_url,
+    study_photos,
+    prepared,
+)
+
+from study.app import VoteRequest, create_app, record_vote
+from study.db import open_database
+from study.export import VOTE_COLUMNS, vote_rows
+from study.models import CATCH_MODEL
+
+pytestmark = pytest.mark.timeout(60)
+
+
+def enrol(client, external_id=None, expected_status=201) -> dict:
+    response = client.post("/api/participants", json={"external_id": external_id})
+    assert response.status_code == expected_status, response.text
+    return response.json()
+
+
+def vote(client, participant: dict, trial: dict, choice="left", client_vote_id=None, expected_status=200) -> dict:
+    body = {
+        "participant_id": participant["participant_id"],
+        "trial_id": trial["trial_id"],
+        "choice": choice,
+        "rt_ms": 1234,
+        "client_vote_id": client_vote_id or f"{participant['participant_id']}-{trial['trial_id']}",
+    }
+    response = client.post("/api/votes", json=body)
+    assert response.status_code == expected_status, response.text
+    return response.json()
+
+
+def test_enrolment_lists_every_trial_without_revealing_models(client, prepared):
+    participant = enrol(client)
+    assert participant["total"] == prepared.trials == len(participant["trials"])
+    assert participant["answered"] == 0 and participant["completion_code"] is None
+    assert len({t["trial_id"] for t in participant["trials"]}) == prepared.trials
+    page = client.get("/").text
+    for text in (str(participant), page, client.get("/static/study.js").text):
+        for secret in (MODEL_A, MODEL_B, CATCH_MODEL):
+            assert secret not in text
+    for trial in participant["trials"]:
+        for side in ("left", "right"):
+            response = client.get(trial[side])
+            assert response.status_code == 200 and response.headers["content-type"] == "image/jpeg"
+
+
+def test_each_participant_gets_own_random_order(client):
+    orders = {tuple(t["trial_id"] for t in enrol(client)["trials"]) for _ in range(6)}
+    assert len(orders) > 1
+
+
+def test_sides_are_balanced_per_participant(client, prepared):
+    participant = enrol(client)
+    for trial in participant["trials"]:
+        vote(client, participant, trial, "left")
+    rows = vote_rows(prepared.db_url)
+    model_trials = [r for r in rows if not r["is_catch"]]
+    catch_trials = [r for r in rows if r["is_catch"]]
+    assert Counter(r["left_model"] for r in model_trials) == {MODEL_A: prepared.n // 2, MODEL_B: prepared.n // 2}
+    assert sum(r["left_model"] == CATCH_MODEL for r in catch_trials) == prepared.catch // 2
+
+
+def test_resume_by_external_id_continues_without_answered_trials(client):
+    first = enrol(client, "PROLIFIC-1")
+    for trial in first["trials"][:2]:
+        vote(client, first, trial)
+    again = enrol(client, "PROLIFIC-1", expected_status=200)
+    assert again["participant_id"] == first["participant_id"]
+    assert again["trials"] == first["trials"][2:]
+    assert again["answered"] == 2
+    by_id = client.get(f"/api/participants/{first['participant_id']}").json()
+    assert by_id == again
+    assert enrol(client, "PROLIFIC-2")["participant_id"] != first["participant_id"]
+
+
+def test_completion_code_once_every_trial_is_answered(client):
+    participant = enrol(client, "done-1")
+    results = [vote(client, participant, trial) for trial in participant["trials"]]
+    assert all(r["completion_code"] is None for r in results[:-1])
+    code = results[-1]["completion_code"]
+    assert code and results[-1]["answered"] == results[-1]["total"]
+    resumed = enrol(client, "done-1", expected_status=200)
+    assert resumed["trials"] == [] and resumed["completion_code"] == code
+
+
+def test_resent_vote_is_stored_once_and_conflicts_are_refused(client, prepared):
+    participant = enrol(client)
+    first, second = participant["trials"][:2]
+    assert vote(client, participant, first, "left", "vote-1") == vote(client, participant, first, "left", "vote-1")
+    vote(client, participant, first, "right", "vote-2", expected_status=409)  # a different answer
+    vote(client, participant, first, "left", "vote-3", expected_status=409)  # a second vote, same answer
+    vote(client, participant, first, "right", "vote-1", expected_status=409)  # same key, other content
+    vote(client, participant, second, "left", "vote-1", expected_status=409)  # key reused for another trial
+    rows = vote_rows(prepared.db_url)
+    assert [(r["trial_id"], r["choice"]) for r in rows] == [(first["trial_id"], "left")]
+
+
+@pytest.mark.parametrize(
+    "change, status",
+    [
+        ({"participant_id": "nobody"}, 404),
+        ({"trial_id": "no-such-trial"}, 404),
+        ({"choice": "up"}, 422),
+        ({"rt_ms": -5}, 422),
+        ({"rt_ms": 10**12}, 422),
+        ({"rt_ms": "fast"}, 422),
+        ({"client_vote_id": ""}, 422),
+        ({"client_vote_id": "has\x00nul"}, 422),
+        ({"participant_id": None}, 422),
+    ],
+)
+def test_bad_votes_get_a_json_4xx(client, change, status):
+    participant = enrol(client)
+    body = {
+        "participant_id": participant["participant_id"],
+        "trial_id": participant["trials"][0]["trial_id"],
+        "choice": "left",
+        "rt_ms": 100,
+        "client_vote_id": "c1",
+    }
+    response = client.post("/api/votes", json={**body, **change})
+    assert response.status_code == status
+    assert isinstance(response.json()["error"], str)
+
+
+@pytest.mark.parametrize("body", [b"{not json", b"[]", b"null", b'{"choice": "left"}'])
+def test_malformed_bodies(client, body):
+    response = client.post("/api/votes", content=body, headers={"Content-Type": "application/json"})
+    assert response.status_code == 422 and "error" in response.json()
+
+
+def test_unknown_study_and_unknown_participant(client):
+    assert client.post("/api/participants", json={"study": "nope"}).status_code == 404
+    assert client.post("/api/participants", json={"study": STUDY}).status_code == 201
+    assert client.get("/api/participants/nobody").status_code == 404
+    assert client.get("/api/participants/no%00body").status_code == 422  # PostgreSQL text cannot hold NUL
+    token = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+    assert client.get("/admin/export.csv?study=a%00b", headers=token).status_code == 422
+
+
+def test_no_study_yet(db_url):
+    from fastapi.testclient import TestClient
+
+    with TestClient(create_app(db_url)) as empty:
+        response = empty.post("/api/participants", json={})
+    assert response.status_code == 404 and "no study" in response.json()["error"]
+
+
+def test_media_only_serves_stimuli(client, prepared):
+    (prepared.media_dir / "notes.txt").write_text("private")
+    for path in ("/media/notes.txt", "/media/..%2Fvotes.db", f"/media/{'0' * 32}.jpg"):
+        assert client.get(path).status_code == 404
+
+
+def test_admin_export_needs_the_token(client, prepared):
+    participant = enrol(client, "ext-7")
+    for trial in participant["trials"]:
+        vote(client, participant, trial, "right")
+    assert client.get("/admin/export.csv").status_code == 401
+    wrong = client.get("/admin/export.csv", headers={"Authorization": "Bearer nope"})
+    assert wrong.status_code == 401 and wrong.headers["www-authenticate"] == "Bearer"
+    response = client.get("/admin/export.csv", headers={"Authorization": f"Bearer {ADMIN_TOKEN}"})
+    assert response.status_code == 200 and response.headers["content-type"].startswith("text/csv")
+    rows = list(csv.DictReader(io.StringIO(response.text)))
+    assert len(rows) == prepared.trials
+    assert list(rows[0]) == VOTE_COLUMNS
+    assert {r["external_id"] for r in rows} == {"ext-7"}
+    assert all(r["chosen_model"] == r["right_model"] for r in rows)
+    catch_rows = [r for r in rows if r["is_catch"] == "True"]
+    assert len(catch_rows) == prepared.catch
+    assert all(r["catch_passed"] == str(r["right_model"] != CATCH_MODEL) for r in catch_rows)
+
+
+def test_admin_export_disabled_without_a_token(prepared):
+    from fastapi.testclient import TestClient
+
+    with TestClient(create_app(prepared.db_url, admin_token=None)) as no_token:
+        assert no_token.get("/admin/export.csv", headers={"Authorization": "Bearer "}).status_code == 401
+
+
+def test_concurrent_copies_of_a_vote_store_one(client, prepared):
+    """Racing resends and racing conflicting votes: exactly one vote survives, none get a 5xx."""
+    participant = enrol(client)
+    trial = participant["trials"][0]
+    sessions = open_database(prepared.db_url)
+    outcomes: list[int] = []
+
+    def send(choice: str, key: str) -> None:
+        request = VoteRequest(
+            participant_id=participant["participant_id"],
+            trial_id=trial["trial_id"],
+            choice=choice,
+            rt_ms=10,
+            client_vote_id=key,
+        )
+        with sessions() as session:
+            try:
+                record_vote(session, request)
+                outcomes.append(200)
+            except HTTPException as error:
+                outcomes.append(error.status_code)
+
+    threads = [threading.Thread(target=send, args=("left", "same-key")) for _ in range(6)]
+    threads += [threading.Thread(target=send, args=("right", f"other-{i}")) for i in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    sessions.kw["bind"].dispose()
+    rows = vote_rows(prepared.db_url)
+    assert len(rows) == 1
+    winner = rows[0]["choice"]
+    assert sorted(outcomes) == sorted([200] * 6 + [409] * 6 if winner == "left" else [200] + [409] * 11)

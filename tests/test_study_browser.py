@@ -1,0 +1,115 @@
+"""A whole participant session in headless Chromium: consent, a real 5-second exposure, keys and
+buttons, a reload in the middle, the completion code, and the votes in the database."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from test_study_support import FAKE_COLORIZERS, STUDY, write_photos
+
+from study.app import create_app
+from study.export import vote_rows
+from study.prepare import prepare_study
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.slow,
+    pytest.mark.timeout(120),
+    pytest.mark.skipif(shutil.which(CHROMIUM) is None, reason=f"{CHROMIUM} is not installed"),
+]
+sync_api = pytest.importorskip("playwright.sync_api")
+
+
+@pytest.fixture
+def live_server(tmp_path: Path):
+    """The app (default 5 s exposure) on a free loopback port, served by uvicorn in a thread."""
+    import uvicorn
+
+    db_url = f"sqlite:///{tmp_path / 'votes.db'}"
+    write_photos(tmp_path / "photos", 5)
+    prepare_study(db_url, STUDY, FAKE_COLORIZERS, tmp_path / "photos", tmp_path / "media", n=3, catch=1)
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(create_app(db_url), host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        assert time.monotonic() < deadline, "server did not start"
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{port}", db_url
+    server.should_exit = True
+    thread.join(timeout=10)
+
+
+def test_participant_session(live_server):
+    url, db_url = live_server
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1000, "height": 800})
+        requested = []
+        page.on("request", lambda request: requested.append(request.url))
+        page.goto(f"{url}/?PROLIFIC_PID=browser-1")
+
+        start = page.locator("#start")
+        assert start.is_disabled()
+        page.check("#consent-check")
+        start.click()
+
+        # Trial 1: both pictures appear together, stay for 5 s, then vanish; a choice is still needed.
+        left, right = page.locator("#frame-left img"), page.locator("#frame-right img")
+        left.wait_for(state="visible")
+        assert right.is_visible()
+        shown = time.monotonic()
+        page.wait_for_timeout(4000)
+        assert left.is_visible() and right.is_visible()
+        left.wait_for(state="hidden", timeout=4000)
+        hidden_after = time.monotonic() - shown
+        assert 4.5 < hidden_after < 6.5, hidden_after
+        assert not right.is_visible()
+        assert page.locator(".progress-text").inner_text() == "0 / 4"
+        page.keyboard.press("ArrowLeft")
+
+        # Trial 2 by button, well within the 5 s.
+        page.locator(".progress-text", has_text="1 / 4").wait_for()
+        left.wait_for(state="visible")
+        page.click("button[data-choice=right]")
+        page.locator(".progress-text", has_text="2 / 4").wait_for()
+
+        # A reload resumes at trial 3, without the consent page and without repeating trials.
+        page.reload()
+        page.locator(".progress-text", has_text="2 / 4").wait_for()
+        assert page.locator("#consent").is_hidden()
+        for key in ("ArrowRight", "ArrowLeft"):
+            left.wait_for(state="visible")
+            page.keyboard.press(key)
+
+        page.locator("#done").wait_for(state="visible")
+        code = page.locator("#completion-code").inner_text()
+        browser.close()
+
+    rows = vote_rows(db_url)
+    assert [row["choice"] for row in rows] == ["left", "right", "right", "left"]
+    assert {row["external_id"] for row in rows} == {"browser-1"}
+    assert len({row["trial_id"] for row in rows}) == 4
+    assert rows[0]["rt_ms"] >= 5000 and all(row["rt_ms"] > 0 for row in rows)
+    assert code and len(code) == 8
+    # Everything came from the study server itself: no CDN, no third-party requests.
+    assert all(address.startswith(url) for address in requested), requested

@@ -1,0 +1,195 @@
+"""`study prepare` and `study export`: sampling, stimuli on disk, catch pairs, errors, the CLI."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import re
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image, ImageChops
+from test_study_support import (  # noqa: F401  (fixtures)
+    FAKE_COLORIZERS,
+    MODEL_A,
+    MODEL_B,
+    STUDY,
+    client,
+    db_url,
+    prepared,
+    study_photos,
+    write_photos,
+)
+
+from colorizer.errors import UserError
+from study.cli import register
+from study.db import make_engine
+from study.export import stimuli, vote_rows
+from study.models import CATCH_MODEL
+from study.prepare import degrade, prepare_study
+
+pytestmark = pytest.mark.timeout(120)
+
+
+def run_cli(*argv: str) -> int:
+    parser = argparse.ArgumentParser()
+    register(parser.add_subparsers())
+    args = parser.parse_args(argv)
+    return args.func(args)
+
+
+def test_stimuli_are_full_size_under_opaque_names(prepared):
+    files = stimuli(prepared.db_url)
+    assert len(files) == 2 * (prepared.n + prepared.catch)
+    assert sum(f["model"] == CATCH_MODEL for f in files) == prepared.catch
+    assert {f["model"] for f in files} == {MODEL_A, MODEL_B, CATCH_MODEL}
+    for f in files:
+        path = Path(f["path"])
+        assert path.parent == prepared.media_dir.resolve() and path.is_file()
+        assert re.fullmatch(r"[0-9a-f]{32}\.jpg", path.name)
+        with Image.open(f["source"]) as source, Image.open(path) as stimulus:
+            assert stimulus.size == source.size
+    assert sorted(p.name for p in prepared.media_dir.iterdir()) == sorted(Path(f["path"]).name for f in files)
+
+
+def test_catch_side_is_blurred_and_inverted(prepared):
+    by_image: dict[int, dict[str, Path]] = {}
+    for f in stimuli(prepared.db_url):
+        by_image.setdefault(f["image_id"], {})[f["model"]] = Path(f["path"])
+    catch_pairs = [pair for pair in by_image.values() if CATCH_MODEL in pair]
+    assert len(catch_pairs) == prepared.catch
+    for pair in catch_pairs:
+        (good,) = (path for model, path in pair.items() if model != CATCH_MODEL)
+        with Image.open(good) as good_image, Image.open(pair[CATCH_MODEL]) as degraded:
+            expected = np.asarray(degrade(good_image.convert("RGB")), dtype=float)
+            difference = np.asarray(ImageChops.difference(good_image.convert("RGB"), degraded), dtype=float)
+            assert np.abs(np.asarray(degraded, dtype=float) - expected).mean() < 8  # JPEG noise only
+            assert difference.mean() > 40
+
+
+def sampled_sources(tmp_path: Path, photos: Path, seed: int, name: str) -> list[str]:
+    db_url = f"sqlite:///{tmp_path / (name + '.db')}"
+    prepare_study(db_url, name, FAKE_COLORIZERS, photos, tmp_path / name, n=3, seed=seed, catch=1)
+    return sorted({f["source"] for f in stimuli(db_url)})
+
+
+def test_sampling_follows_the_seed(tmp_path, study_photos):
+    first = sampled_sources(tmp_path, study_photos, 1, "a")
+    assert sampled_sources(tmp_path, study_photos, 1, "b") == first
+    assert any(sampled_sources(tmp_path, study_photos, seed, f"c{seed}") != first for seed in (2, 3, 4))
+
+
+def test_unreadable_photos_are_skipped_with_a_warning(tmp_path, capsys):
+    photos = tmp_path / "photos"
+    write_photos(photos, 3)
+    (photos / "broken.jpg").write_bytes(b"\xff\xd8 not a jpeg")
+    (photos / "notes.txt").write_text("not an image at all")
+    db_url = f"sqlite:///{tmp_path / 'votes.db'}"
+    prepare_study(db_url, STUDY, FAKE_COLORIZERS, photos, tmp_path / "media", n=2, catch=1)
+    assert "warning: skipping unreadable image" in capsys.readouterr().err
+    assert len(stimuli(db_url)) == 6
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"n": 20}, "need 22 readable images but found only 10"),
+        ({"images_dir": "missing"}, "image folder not found"),
+        ({"colorizers": {MODEL_A: FAKE_COLORIZERS[MODEL_A]}}, "exactly two models"),
+        ({"n": 0}, "at least 1"),
+        ({"name": " "}, "non-empty --name"),
+    ],
+)
+def test_bad_requests_are_user_errors(tmp_path, study_photos, change, message):
+    kwargs = dict(
+        db_url=f"sqlite:///{tmp_path / 'votes.db'}",
+        name=STUDY,
+        colorizers=FAKE_COLORIZERS,
+        images_dir=study_photos,
+        media_dir=tmp_path / "media",
+        n=4,
+        catch=2,
+    )
+    kwargs.update(change)
+    if kwargs["images_dir"] == "missing":
+        kwargs["images_dir"] = tmp_path / "missing"
+    with pytest.raises(UserError, match=message):
+        prepare_study(**kwargs)
+
+
+def test_study_names_are_unique(prepared, study_photos, tmp_path):
+    with pytest.raises(UserError, match="already exists"):
+        prepare_study(prepared.db_url, STUDY, FAKE_COLORIZERS, study_photos, tmp_path / "other", n=2, catch=0)
+
+
+def test_a_failed_prepare_leaves_no_files_and_no_study(tmp_path, study_photos):
+    calls = []
+
+    def flaky(photo: Image.Image) -> Image.Image:
+        calls.append(photo)
+        if len(calls) == 5:
+            raise RuntimeError("model crashed")
+        return photo
+
+    db_url = f"sqlite:///{tmp_path / 'votes.db'}"
+    with pytest.raises(RuntimeError, match="model crashed"):
+        prepare_study(db_url, STUDY, {MODEL_A: flaky, MODEL_B: flaky}, study_photos, tmp_path / "media", n=4)
+    assert list((tmp_path / "media").iterdir()) == []
+    assert stimuli(db_url) == []
+
+
+def test_a_model_that_changes_the_size_is_refused(tmp_path, study_photos):
+    def shrink(photo: Image.Image) -> Image.Image:
+        return photo.resize((8, 8))
+
+    db_url = f"sqlite:///{tmp_path / 'v.db'}"
+    with pytest.raises(UserError, match="returned"):
+        prepare_study(db_url, STUDY, {MODEL_A: shrink, MODEL_B: shrink}, study_photos, tmp_path / "media", n=2)
+
+
+@pytest.mark.parametrize("url", ["not a url", "nosuchdb://x", "sqlite:////nonexistent/dir/votes.db"])
+def test_bad_database_urls_are_user_errors(url):
+    with pytest.raises(UserError):
+        vote_rows(url)
+
+
+def test_sqlite_connections_enforce_wal_and_foreign_keys(tmp_path):
+    engine = make_engine(f"sqlite:///{tmp_path / 'v.db'}")
+    with engine.connect() as connection:
+        pragma = lambda name: connection.exec_driver_sql(f"PRAGMA {name}").scalar()  # noqa: E731
+        assert pragma("journal_mode") == "wal"
+        assert pragma("foreign_keys") == 1
+        assert pragma("busy_timeout") > 0
+    engine.dispose()
+
+
+def test_cli_export(client, prepared, tmp_path, capsys):
+    participant = client.post("/api/participants", json={"external_id": "cli"}).json()
+    for trial in participant["trials"]:
+        body = {**{k: participant[k] for k in ["participant_id"]}, "trial_id": trial["trial_id"]}
+        client.post("/api/votes", json={**body, "choice": "left", "rt_ms": 9, "client_vote_id": trial["trial_id"]})
+    out = tmp_path / "exports" / "votes.csv"
+    assert run_cli("study", "export", "--db", prepared.db_url, "--out", str(out)) == 0
+    assert f"wrote {prepared.trials} votes" in capsys.readouterr().out
+    rows = list(csv.DictReader(out.open()))
+    assert len(rows) == prepared.trials and {r["external_id"] for r in rows} == {"cli"}
+    assert [p.name for p in out.parent.iterdir()] == ["votes.csv"]  # no temporary file left behind
+    with pytest.raises(UserError, match="no study named"):
+        run_cli("study", "export", "--db", prepared.db_url, "--out", str(out), "--study", "nope")
+
+
+@pytest.mark.slow
+def test_cli_prepare_with_real_checkpoints(tiny_checkpoint, study_photos, tmp_path):
+    """The CLI path loads real (tiny, untrained) models through colorizer.Colorizer."""
+    second = tmp_path / "second_run"
+    shutil.copytree(tiny_checkpoint, second)
+    db_url = f"sqlite:///{tmp_path / 'votes.db'}"
+    argv = ["study", "prepare", "--name", STUDY, "--images", str(study_photos), "--n", "2", "--catch", "1"]
+    argv += ["--db", db_url, "--media", str(tmp_path / "media")]
+    assert run_cli(*argv, "--models", str(tiny_checkpoint), str(second)) == 0
+    files = stimuli(db_url)
+    assert len(files) == 6 and {f["model"] for f in files} == {str(tiny_checkpoint), str(second), CATCH_MODEL}
+    with pytest.raises(UserError, match="two different models"):
+        run_cli(*argv, "--models", "a", "a")

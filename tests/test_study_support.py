@@ -1,0 +1,114 @@
+"""Fixtures shared by the study tests: tiny photo folders, fake models, databases on both backends.
+
+Other test_study_* modules import from here. PostgreSQL runs when COLORIZER_TEST_PG_URL is set
+(e.g. postgresql+psycopg://colorizer:colorizer@127.0.0.1:5432/colorizer_test); each test gets its
+own schema, dropped afterwards, so reruns and parallel runs never see each other's rows.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from study.prepare import prepare_study
+
+PG_URL_VARIABLE = "COLORIZER_TEST_PG_URL"
+MODEL_A, MODEL_B = "dogs", "coco"
+STUDY = "pilot"
+ADMIN_TOKEN = "test-admin-token"
+
+
+def tint(colour: str):
+    """A stand-in colorizer: the photo's grey levels blended with one colour."""
+
+    def colorize(photo: Image.Image) -> Image.Image:
+        return Image.blend(photo.convert("L").convert("RGB"), Image.new("RGB", photo.size, colour), 0.3)
+
+    return colorize
+
+
+FAKE_COLORIZERS = {MODEL_A: tint("red"), MODEL_B: tint("blue")}
+
+
+def write_photos(folder: Path, count: int, seed: int = 0) -> list[Path]:
+    """`count` small random photos in nested folders and mixed formats."""
+    rng = np.random.default_rng(seed)
+    paths = []
+    for index in range(count):
+        suffix = ("png", "jpg", "webp")[index % 3]
+        path = folder / ("nested/deeper" if index % 3 == 0 else "") / f"photo{index}.{suffix}"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(rng.integers(0, 256, (24 + index, 32, 3), dtype=np.uint8)).save(path)
+        paths.append(path)
+    return paths
+
+
+@pytest.fixture
+def study_photos(tmp_path: Path) -> Path:
+    folder = tmp_path / "photos"
+    write_photos(folder, 10)
+    return folder
+
+
+def postgres_schema_url(base_url: str, schema: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    url = make_url(base_url).update_query_dict({"options": f"-csearch_path={schema}"})
+    return url.render_as_string(hide_password=False)
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def db_url(request, tmp_path: Path):
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'votes.db'}"
+        return
+    base_url = os.environ.get(PG_URL_VARIABLE)
+    if not base_url:
+        pytest.skip(f"{PG_URL_VARIABLE} is not set")
+    from sqlalchemy import create_engine, text
+
+    schema = f"study_test_{secrets.token_hex(6)}"
+    admin = create_engine(base_url)
+    with admin.begin() as connection:
+        connection.execute(text(f"CREATE SCHEMA {schema}"))
+    try:
+        yield postgres_schema_url(base_url, schema)
+    finally:
+        with admin.begin() as connection:
+            connection.execute(text(f"DROP SCHEMA {schema} CASCADE"))
+        admin.dispose()
+
+
+@dataclass
+class PreparedStudy:
+    db_url: str
+    media_dir: Path
+    n: int
+    catch: int
+
+    @property
+    def trials(self) -> int:
+        return self.n + self.catch
+
+
+@pytest.fixture
+def prepared(db_url: str, study_photos: Path, tmp_path: Path) -> PreparedStudy:
+    media_dir = tmp_path / "media"
+    prepare_study(db_url, STUDY, FAKE_COLORIZERS, study_photos, media_dir, n=4, seed=3, catch=2)
+    return PreparedStudy(db_url, media_dir, n=4, catch=2)
+
+
+@pytest.fixture
+def client(prepared: PreparedStudy):
+    from fastapi.testclient import TestClient
+
+    from study.app import create_app
+
+    with TestClient(create_app(prepared.db_url, admin_token=ADMIN_TOKEN)) as test_client:
+        yield test_client

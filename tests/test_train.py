@@ -1,0 +1,69 @@
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from colorizer import checkpoint
+from colorizer.cli import main
+from tests.conftest import TINY_OPTIONS
+
+
+def train_args(data, out, *extra):
+    return ["train", "--data", str(data), "--preset", "zhang2016", "--options", json.dumps(TINY_OPTIONS),
+            "--image-size", "32", "--batch-size", "4", "--workers", "0", "--device", "cpu", "--out", str(out), *extra]
+
+
+def test_training_on_four_images_halves_the_loss(photo_dir, tmp_path):
+    assert main(train_args(photo_dir, tmp_path / "run", "--epochs", "60", "--lr", "3e-3", "--limit", "6")) == 0
+    config = checkpoint.read_config(tmp_path / "run")
+    losses = [record["train_loss"] for record in config["history"]]
+    assert losses[-1] <= 0.5 * losses[0], losses
+    assert config["data"]["train_images"] == 4
+
+
+def test_run_folder_contents(photo_dir, tmp_path):
+    run = tmp_path / "run"
+    assert main(train_args(photo_dir, run, "--epochs", "1", "--val", str(photo_dir))) == 0
+    names = {p.name for p in run.iterdir()}
+    assert {"model.safetensors", "model.json", "optimizer.safetensors", "optimizer.json", "samples_epoch001.png"} <= names
+    config = checkpoint.read_config(run)
+    assert len(config["prior"]) == 313 and abs(sum(config["prior"]) - 1) < 1e-6
+    assert len(config["bins"]) == 313 and config["epoch"] == 1
+    assert config["data"] == {**config["data"], "dropped_gray": 1, "dropped_corrupt": 1}
+    assert "val_loss" in config["history"][0]
+    assert config["train_args"]["lr"] == pytest.approx(3e-5)
+
+
+def test_resume_equals_an_uninterrupted_run(photo_dir, tmp_path):
+    common = ("--lr", "1e-3", "--seed", "3")
+    assert main(train_args(photo_dir, tmp_path / "straight", "--epochs", "3", *common)) == 0
+    assert main(train_args(photo_dir, tmp_path / "resumed", "--epochs", "1", *common)) == 0
+    assert main(train_args(photo_dir, tmp_path / "resumed", "--epochs", "3", "--resume", *common)) == 0
+    straight = load_file(str(tmp_path / "straight" / "model.safetensors"))
+    resumed = load_file(str(tmp_path / "resumed" / "model.safetensors"))
+    for name, tensor in straight.items():
+        assert torch.equal(tensor, resumed[name]), name
+    assert checkpoint.read_config(tmp_path / "resumed")["epoch"] == 3
+
+
+def test_until_plateau_stops_early(photo_dir, tmp_path):
+    assert main(train_args(photo_dir, tmp_path / "run", "--epochs", "50", "--until-plateau", "0.5")) == 0
+    assert checkpoint.read_config(tmp_path / "run")["epoch"] < 50
+
+
+@pytest.mark.parametrize("extra, message", [
+    (("--image-size", "30"), "multiple of 32"),
+    (("--options", "[1]"), "JSON object"),
+    (("--preset", "nope"), "unknown preset"),
+])
+def test_bad_arguments_are_one_line_errors(photo_dir, tmp_path, capsys, extra, message):
+    assert main(train_args(photo_dir, tmp_path / "run", *extra)) == 1
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+
+
+def test_empty_data_folder(tmp_path, capsys):
+    (tmp_path / "empty").mkdir()
+    assert main(train_args(tmp_path / "empty", tmp_path / "run")) == 1
+    assert "no images found" in capsys.readouterr().err
