@@ -1,8 +1,9 @@
 """Median latency of the demo's /colorize over HTTP: a 1024x768 photo, the default model, gradio_client.
 
 Each run uploads the photo, waits in the queue, colorizes and downloads the PNG, as a user's client does.
-Uses the bundled default model; without it (before the models are trained) it times an untrained network of
-the same architecture (effnet-lite0 at 224 px, the same compute) and says so. The last line printed is `median_s=<seconds>`.
+Uses the bundled default model; without it (before the models are trained) it times an untrained network
+of the same architecture (effnet-lite0 at 224 px, the same compute) and says so.
+The last line printed is `median_s=<seconds>`.
 """
 
 from __future__ import annotations
@@ -55,7 +56,8 @@ def main() -> None:
         if DEFAULT_MODEL in find_models():
             models, what = {DEFAULT_MODEL: DEFAULT_MODEL}, f"bundled model {DEFAULT_MODEL!r}"
         else:
-            models, what = {DEFAULT_MODEL: untrained_model(tmp)}, "NO bundled model yet: an untrained effnet-lite0, 224 px"
+            models = {DEFAULT_MODEL: untrained_model(tmp)}
+            what = "NO bundled model yet: an untrained effnet-lite0, 224 px"
         photo = tmp / "photo.jpg"
         with Image.open(EXAMPLES_DIR / "church.jpg") as example:
             example.resize((1024, 768), Image.LANCZOS).save(photo, quality=90)

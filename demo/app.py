@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import tempfile
 from functools import partial
 from pathlib import Path
@@ -92,9 +93,9 @@ def build_demo(models: logic.Models | Mapping[str, Colorizer | str | os.PathLike
                     truth = gr.ImageSlider(label="Original | colorized", format="png")
 
         inputs, outputs = [photo, model, temperature], [slider, result, compared, uncertainty]
-        gr.on([button.click, photo.upload, model.input, temperature.release], show, inputs, outputs + [truth, truth_tab],
-              api_visibility="private", trigger_mode="always_last")
-        # the API: one photo in, the full-size colorization out (Client(url).predict(handle_file(p), api_name="/colorize"))
+        gr.on([button.click, photo.upload, model.change, temperature.release], show,
+              inputs, outputs + [truth, truth_tab], api_visibility="private", trigger_mode="always_last")
+        # the API: a photo in, its full-size colorization out: Client(url).predict(handle_file(p), api_name="/colorize")
         hidden_trigger = gr.Button(visible=False)
         hidden_trigger.click(colorize, inputs, Picture(label="colorized", visible=False), api_name="colorize",
                              concurrency_limit=MAX_BATCH)
@@ -116,5 +117,6 @@ def launch(host: str = "127.0.0.1", port: int = 7860, share: bool = False,
            models_dir: str | os.PathLike | None = "models") -> None:
     """Serve the demo on the bundled models plus the checkpoints in `models_dir` (what `colorizer demo` runs)."""
     demo = build_demo(logic.find_models(models_dir))
+    signal.signal(signal.SIGTERM, signal.default_int_handler)  # stop as on Ctrl-C: close, remove temporary files
     demo.launch(server_name=host, server_port=port, share=share, ssr_mode=False, run_history=False,
                 footer_links=["api"], max_file_size="100mb")

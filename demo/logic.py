@@ -8,6 +8,7 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Callable, Mapping, Sequence
 
@@ -21,6 +22,7 @@ from colorizer.infer import BUNDLED_MODELS, Colorizer, bundled_model_path
 
 MAX_MEGAPIXELS = 40  # a 40 MP photo already takes seconds and gigabytes; a shared demo refuses more
 COLOUR_TOLERANCE = 6 / 255  # JPEG noise leaves a gray photo saved as RGB with a little chroma
+
 
 def find_models(models_dir: str | os.PathLike | None = None) -> dict[str, str]:
     """Menu name -> what Colorizer.load takes: the bundled models present, then every checkpoint in `models_dir`."""
@@ -69,20 +71,20 @@ class Models:
 
     def colorize_batched(self, name: str, image: Image.Image, temperature: float) -> Image.Image:
         """One colorization; requests that arrive while the network is busy run together as one batch."""
+        colorizer = self[name]  # loaded, or an unknown name refused, before it gets a batcher
         with self.lock:
-            if name not in self.batchers:
-                self.batchers[name] = Batcher(lambda jobs, name=name: self._colorize_jobs(name, jobs))
-            batcher = self.batchers[name]
+            batcher = self.batchers.setdefault(name, Batcher(partial(colorize_jobs, colorizer)))
         return batcher((image, temperature))
 
-    def _colorize_jobs(self, name: str, jobs: Sequence[tuple[Image.Image, float]]) -> list[Image.Image]:
-        colorizer = self[name]
-        results: dict[int, Image.Image] = {}
-        for temperature in {t for _, t in jobs}:
-            indices = [i for i, (_, t) in enumerate(jobs) if t == temperature]
-            images = colorizer.colorize_many([jobs[i][0] for i in indices], temperature, batch_size=len(indices))
-            results.update(zip(indices, images))
-        return [results[i] for i in range(len(jobs))]
+
+def colorize_jobs(colorizer: Colorizer, jobs: Sequence[tuple[Image.Image, float]]) -> list[Image.Image]:
+    """Colorize (image, temperature) jobs, one network pass per temperature."""
+    results: dict[int, Image.Image] = {}
+    for temperature in {t for _, t in jobs}:
+        indices = [i for i, (_, t) in enumerate(jobs) if t == temperature]
+        images = colorizer.colorize_many([jobs[i][0] for i in indices], temperature, batch_size=len(indices))
+        results.update(zip(indices, images))
+    return [results[i] for i in range(len(jobs))]
 
 
 class Batcher:
@@ -128,8 +130,8 @@ def read_upload(path: str | os.PathLike) -> Upload:
     name = Path(path).name
     try:
         image = open_image(path, max_pixels=MAX_MEGAPIXELS * 1_000_000)
-    except UserError as exc:
-        raise UserError(str(exc).replace(str(path), name)) from None  # the server's temp path means nothing to a visitor
+    except UserError as exc:  # the server's temporary path means nothing to a visitor
+        raise UserError(str(exc).replace(str(path), name)) from None
     with Image.open(path) as probe:  # open_image returns a plain copy: frames and orientation live in the file
         frames, orientation = getattr(probe, "n_frames", 1), probe.getexif().get(0x0112, 1)
     notes = []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 
@@ -89,7 +90,7 @@ def test_transparency_is_noted_only_when_present(tmp_path):
     opaque = photo(64, 48).convert("RGBA")
     holed = opaque.copy()
     holed.putpixel((0, 0), (0, 0, 0, 0))
-    assert logic.read_upload(saved(opaque, tmp_path / "opaque.png")).notes == ["colour photo: reduced to gray first; see «Compare with the truth»"]
+    assert not any("transparent" in note for note in logic.read_upload(saved(opaque, tmp_path / "opaque.png")).notes)
     assert any("transparent" in note for note in logic.read_upload(saved(holed, tmp_path / "holed.png")).notes)
 
 
@@ -187,6 +188,9 @@ def test_colorize_batched_matches_colorize(models, colorizer):
     for temperature, result in results.items():
         expected = np.asarray(colorizer.colorize(image, temperature), dtype=int)
         assert result.size == image.size and np.abs(np.asarray(result, dtype=int) - expected).max() <= 1
+    with pytest.raises(UserError, match="unknown model"):
+        models.colorize_batched("nope", image, 0.38)
+    assert set(models.batchers) == {"generic"}
 
 
 # views
@@ -202,7 +206,8 @@ def test_uncertainty_image_runs_dark_to_bright():
 def test_side_by_side_captions_each_image():
     sheet = logic.side_by_side({"a": Image.new("RGB", (60, 40), "red"), "b": Image.new("RGB", (60, 40), "blue")}, gap=8)
     assert sheet.width == 128 and sheet.height > 40
-    assert sheet.getpixel((10, sheet.height - 1)) == (255, 0, 0) and sheet.getpixel((127, sheet.height - 1)) == (0, 0, 255)
+    bottom = sheet.height - 1
+    assert sheet.getpixel((10, bottom)) == (255, 0, 0) and sheet.getpixel((127, bottom)) == (0, 0, 255)
 
 
 def test_colorize_views_of_a_gray_photo(models, tmp_path):
@@ -216,3 +221,14 @@ def test_colorize_views_of_a_colour_photo_keep_the_truth(models, tmp_path):
     views = logic.colorize_views(models, saved(original, tmp_path / "c.png"), "generic", 0.38)
     assert views.original is not None and np.array_equal(np.asarray(views.original), np.asarray(original))
     assert views.gray.getpixel((5, 5))[0] == views.gray.getpixel((5, 5))[1] == views.gray.getpixel((5, 5))[2]
+
+
+def test_save_png_is_lossless_and_clears_old_files(tmp_path):
+    stale = tmp_path / "colorized-old.png"
+    stale.write_bytes(b"")
+    os.utime(stale, (time.time() - 120, time.time() - 120))
+    image = photo(64, 48)
+    path = logic.save_png(tmp_path, image, "colorized")
+    with Image.open(path) as saved_image:
+        assert saved_image.format == "PNG" and np.array_equal(np.asarray(saved_image), np.asarray(image))
+    assert not stale.exists()

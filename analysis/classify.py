@@ -1,0 +1,372 @@
+"""`colorizer analyze classify`: the paper's table 2, top-1 accuracy of a pretrained ImageNet classifier
+on the ground truth, the gray image, a random colorization and each model's colorization.
+
+If a colorization restores colour that a classifier relies on, the classifier's accuracy rises from
+its accuracy on the gray image towards its accuracy on the ground truth. Every variant goes through
+the same 8-bit RGB image and the classifier's own preprocessing, as a saved colorization would.
+Heavy imports wait until the command runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from dataclasses import dataclass
+from itertools import combinations
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from colorizer.errors import UserError
+
+if TYPE_CHECKING:
+    import torch
+    from PIL import Image
+    from torch import nn
+
+BASELINES = ("ground_truth", "gray", "random")
+CLASSIFIER_NAMES = ("efficientnet_lite0", "vgg16_bn")
+DEFAULT_MODELS = ("dogs", "generic")
+
+# Table 2 of the paper: VGG-16-BN top-1 (%) per colorization (rows) and validation set (columns).
+PAPER_TABLE2 = {
+    "columns": ["ImageNet", "Stanford Dogs"],
+    "rows": {
+        "COCO model": [57.04, 56.85],
+        "Stanford Dogs model": [58.25, 60.00],
+        "Random": [39.87, 41.07],
+        "Ground truth": [73.36, 77.85],
+    },
+}
+
+
+def register(commands: argparse._SubParsersAction) -> None:
+    """Add `classify` to the `colorizer analyze` subcommands."""
+    from colorizer.decode import DEFAULT_TEMPERATURE
+
+    parser = commands.add_parser(
+        "classify",
+        help="table 2: a pretrained ImageNet classifier's top-1 accuracy on the colorizations",
+        description="Classify each photo of --data (ImageFolder layout, folders named by ImageNet WordNet ids) "
+        "as ground truth, gray, randomly colorized and colorized by each model; writes table.json, table.md "
+        "and predictions.csv into --out.",
+    )
+    parser.add_argument("--models", nargs="+", default=list(DEFAULT_MODELS), metavar="MODEL",
+                        help="bundled model names, checkpoint files or run folders (default: dogs generic)")
+    parser.add_argument("--data", type=Path, required=True, metavar="DIR",
+                        help="photos in one folder per ImageNet class, named by WordNet id (e.g. n02086240)")
+    parser.add_argument("--classifier", default="efficientnet_lite0", metavar="NAME[:WEIGHTS]",
+                        help="efficientnet_lite0 (offline, the default) or vgg16_bn[:WEIGHTS], the paper's "
+                        "classifier: a torchvision state dict file, or a download when there is a network")
+    parser.add_argument("--out", type=Path, required=True, metavar="DIR", help="output folder")
+    parser.add_argument("--limit", type=int, help="classify at most this many photos, spread over the classes")
+    parser.add_argument("--batch-size", type=int, default=16, help="photos per batch (default 16)")
+    parser.add_argument("--temperature", type=float, default=DEFAULT_TEMPERATURE,
+                        help=f"annealed-mean temperature of the colorizations (default {DEFAULT_TEMPERATURE})")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the random colorization (default 0)")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda")
+    parser.set_defaults(func=run_classify)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Labels
+
+
+def imagenet_index(wnids: set[str]) -> dict[str, int]:
+    """Each WordNet id's class index among the 1000 ImageNet-1k classes (timm ships the synset list)."""
+    from timm.data import ImageNetInfo
+
+    index = {wnid: i for i, wnid in enumerate(ImageNetInfo().label_names())}
+    unknown = sorted(wnids - index.keys())
+    if unknown:
+        shown = ", ".join(unknown[:5]) + (", ..." if len(unknown) > 5 else "")
+        raise UserError(f"class folders must be named by ImageNet-1k WordNet ids (like n02086240); "
+                        f"{len(unknown)} are not: {shown}")
+    return {wnid: index[wnid] for wnid in wnids}
+
+
+@dataclass
+class LabelledPhotos:
+    """The colour photos of an ImageFolder tree with their ImageNet class indices, and what was dropped."""
+
+    paths: list[Path]
+    labels: list[int]
+    dropped_gray: int
+    dropped_corrupt: int
+
+
+def labelled_photos(root: Path, limit: int | None = None) -> LabelledPhotos:
+    """Colour photos under root/<wnid>/; gray ones are dropped as in `colorizer eval` (no colour to restore)."""
+    from colorizer.data import scan_folder
+
+    scan = scan_folder(root, limit=limit)
+    folders = [path.relative_to(root).parts for path in scan.colour]
+    loose = [Path(*parts) for parts in folders if len(parts) == 1]
+    if loose:
+        raise UserError(f"{root}: photos must sit in one folder per class, but {loose[0]} does not")
+    index = imagenet_index({parts[0] for parts in folders})
+    return LabelledPhotos(scan.colour, [index[parts[0]] for parts in folders], len(scan.gray), len(scan.corrupt))
+
+
+# ---------------------------------------------------------------------------------------------------
+# Classifiers
+
+
+@dataclass
+class Classifier:
+    """A pretrained ImageNet network and its evaluation preprocessing."""
+
+    name: str
+    network: nn.Module
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    resize: int = 256  # shorter side, then a centre crop: the usual ImageNet evaluation
+    crop: int = 224
+
+    def preprocess(self, images: list[Image.Image]) -> torch.Tensor:
+        import torch
+        from torchvision.transforms import v2
+
+        transform = v2.Compose([
+            v2.PILToTensor(), v2.Resize(self.resize, antialias=True), v2.CenterCrop(self.crop),
+            v2.ToDtype(torch.float32, scale=True), v2.Normalize(self.mean, self.std),
+        ])
+        return torch.stack([transform(image) for image in images])
+
+    def top1(self, images: list[Image.Image]) -> torch.Tensor:
+        """The predicted class index of each image."""
+        import torch
+
+        device = next(self.network.parameters()).device
+        with torch.inference_mode():
+            return self.network(self.preprocess(images).to(device)).argmax(1).cpu()
+
+
+def load_classifier(spec: str, device: str = "cpu") -> Classifier:
+    """`efficientnet_lite0` or `vgg16_bn[:WEIGHTS]` as a Classifier in evaluation mode."""
+    name, _, weights = spec.partition(":")
+    if name == "efficientnet_lite0":
+        if weights:
+            raise UserError("efficientnet_lite0 brings its own ImageNet weights: give it without a weights file")
+        from colorizer.models.efficientnet import efficientnet_lite0
+
+        # the TensorFlow-Lite original scales inputs to [-1, 1]
+        classifier = Classifier(name, efficientnet_lite0(pretrained=True), (0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
+    elif name == "vgg16_bn":
+        classifier = Classifier(name, vgg16_bn(Path(weights) if weights else None),
+                                (0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
+    else:
+        raise UserError(f"unknown classifier {spec!r}: give {' or '.join(CLASSIFIER_NAMES)}[:WEIGHTS]")
+    classifier.network.eval().to(device)
+    return classifier
+
+
+def vgg16_bn(weights: Path | None) -> nn.Module:
+    """torchvision's VGG-16-BN with ImageNet weights from a state dict file, or downloaded by torchvision."""
+    from torchvision import models
+
+    if weights is not None:
+        return load_state_dict_file(models.vgg16_bn(), weights)
+    try:
+        return models.vgg16_bn(weights=models.VGG16_BN_Weights.IMAGENET1K_V1)
+    except (OSError, RuntimeError) as exc:  # no network (URLError is an OSError), or a damaged download
+        raise UserError(f"could not download the vgg16_bn ImageNet weights ({exc}); pass a weights file: "
+                        "--classifier vgg16_bn:/path/to/vgg16_bn-6c64b313.pth") from None
+
+
+def load_state_dict_file(network: nn.Module, path: Path) -> nn.Module:
+    """Load a saved state dict into network, with one-line errors for a missing or mismatched file."""
+    import pickle
+
+    import torch
+
+    if not path.is_file():
+        raise UserError(f"{path}: no such weights file")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except (RuntimeError, OSError, pickle.UnpicklingError, EOFError) as exc:
+        raise UserError(f"{path}: not a PyTorch weights file ({str(exc).splitlines()[0]})") from None
+    try:
+        network.load_state_dict(state)
+    except (RuntimeError, TypeError, AttributeError) as exc:
+        raise UserError(f"{path}: does not fit {type(network).__name__} ({str(exc).splitlines()[0]})") from None
+    return network
+
+
+# ---------------------------------------------------------------------------------------------------
+# Colorizations
+
+
+def load_colorizers(names: list[str], device: str) -> dict[str, Any]:
+    """Each model by the name its column gets; names must be distinct and not those of the baselines."""
+    from colorizer.infer import Colorizer
+
+    colorizers = {}
+    for name in names:
+        colorizer = Colorizer.load(name, device=device)
+        if colorizer.name in colorizers or colorizer.name in BASELINES:
+            raise UserError(f"two columns would be called {colorizer.name!r}: rename the checkpoint or run folder")
+        colorizers[colorizer.name] = colorizer
+    return colorizers
+
+
+def random_ab(size: tuple[int, int], generator: torch.Generator) -> torch.Tensor:
+    """(1, 2, H, W) ab of a random colour bin per pixel: the paper's random colorization."""
+    import torch
+
+    from colorizer.bins import NUM_BINS, ab_bins
+
+    return ab_bins()[torch.randint(NUM_BINS, (1, *size), generator=generator)].permute(0, 3, 1, 2)
+
+
+def baseline_variants(photos: list[Image.Image], generator: torch.Generator) -> dict[str, list[Image.Image]]:
+    """Ground truth, gray (L with ab = 0) and random colorization of each photo, at full resolution."""
+    import torch
+
+    from colorizer.decode import colorize_lab
+    from colorizer.images import to_pil
+    from colorizer.infer import Colorizer
+
+    variants: dict[str, list[Image.Image]] = {"ground_truth": photos, "gray": [], "random": []}
+    for photo in photos:
+        lightness = Colorizer.lightness(photo)
+        variants["gray"].append(to_pil(colorize_lab(lightness, torch.zeros(1, 2, 1, 1))))
+        variants["random"].append(to_pil(colorize_lab(lightness, random_ab(tuple(lightness.shape[-2:]), generator))))
+    return variants
+
+
+def classify_variants(
+    photos: LabelledPhotos, classifier: Classifier, colorizers: dict[str, Any], *, batch_size: int,
+    temperature: float, seed: int, progress: bool = True,
+) -> dict[str, list[int]]:
+    """The classifier's top-1 prediction for every photo under each variant (baselines, then models)."""
+    import torch
+    from tqdm import tqdm
+
+    from colorizer.images import open_image
+
+    generator = torch.Generator().manual_seed(seed)
+    predictions: dict[str, list[int]] = {name: [] for name in (*BASELINES, *colorizers)}
+    with tqdm(total=len(photos.paths), desc=f"classify {classifier.name}", unit="img", disable=not progress) as bar:
+        for start in range(0, len(photos.paths), batch_size):
+            batch = [open_image(path).convert("RGB") for path in photos.paths[start : start + batch_size]]
+            variants = baseline_variants(batch, generator)
+            for name, colorizer in colorizers.items():
+                variants[name] = colorizer.colorize_many(batch, temperature, batch_size)
+            for name, images in variants.items():
+                predictions[name] += classifier.top1(images).tolist()
+            bar.update(len(batch))
+    return predictions
+
+
+# ---------------------------------------------------------------------------------------------------
+# Statistics and the table
+
+
+def mcnemar_exact(first: list[bool], second: list[bool]) -> dict[str, Any]:
+    """Exact McNemar test of paired correctness: a binomial test of the discordant photos against 50%."""
+    from scipy.stats import binomtest
+
+    first_only = sum(a and not b for a, b in zip(first, second))
+    second_only = sum(b and not a for a, b in zip(first, second))
+    discordant = first_only + second_only
+    p_value = binomtest(first_only, discordant).pvalue if discordant else 1.0
+    return {"first_only": first_only, "second_only": second_only, "p_value": float(p_value)}
+
+
+def paired_comparisons(correct: dict[str, list[bool]], models: list[str]) -> list[dict[str, Any]]:
+    """Each model against the gray image (does its colour help?) and each pair of models."""
+    pairs = [(model, "gray") for model in models] + list(combinations(models, 2))
+    return [{"first": a, "second": b, **mcnemar_exact(correct[a], correct[b])} for a, b in pairs]
+
+
+def summarize(photos: LabelledPhotos, predictions: dict[str, list[int]], models: list[str]) -> dict[str, Any]:
+    """table.json: top-1 in percent with Wilson 95% intervals, and the paired tests."""
+    from analysis.votes import proportion_test
+
+    correct = {name: [p == label for p, label in zip(predicted, photos.labels)] for name, predicted in predictions.items()}
+    n = len(photos.labels)
+    intervals = {name: proportion_test(sum(hits), n)["ci95"] for name, hits in correct.items()}
+    return {
+        "top1": {name: _percent(sum(hits) / n) for name, hits in correct.items()},
+        "ci95": {name: [_percent(bound) for bound in bounds] for name, bounds in intervals.items()},
+        "correct": {name: sum(hits) for name, hits in correct.items()},
+        "n_images": n,
+        "dropped": {"gray": photos.dropped_gray, "corrupt": photos.dropped_corrupt},
+        "paired": paired_comparisons(correct, models),
+    }
+
+
+def _percent(share: float) -> float:
+    return round(100 * share, 2)
+
+
+def render_table(table: dict[str, Any]) -> str:
+    """table.md: our rows with intervals, the paired tests, and the paper's table 2 for reference."""
+    rows = [*table["models"], "random", "gray", "ground_truth"]
+    dropped = table["dropped"]
+    lines = [
+        f"# Top-1 accuracy of {table['classifier']} on colorizations (the paper's table 2)",
+        "",
+        f"{table['n_images']} colour photos of `{table['data']}` (dropped {dropped['gray']} without colour, "
+        f"{dropped['corrupt']} unreadable); annealed-mean temperature {table['temperature']}, random seed "
+        f"{table['seed']}. Intervals: Wilson 95%.",
+        "",
+        "| colorization | top-1 | 95% interval |",
+        "| --- | ---: | ---: |",
+        *(f"| {row} | {table['top1'][row]:.2f}% | {table['ci95'][row][0]:.2f} to {table['ci95'][row][1]:.2f} |"
+          for row in rows),
+        "",
+        "Paired on the same photos (exact McNemar test: only photos that one side gets right and the other "
+        "wrong count):",
+        "",
+        "| first | second | only first right | only second right | p |",
+        "| --- | --- | ---: | ---: | ---: |",
+        *(f"| {c['first']} | {c['second']} | {c['first_only']} | {c['second_only']} | {c['p_value']:.3g} |"
+          for c in table["paired"]),
+        "",
+        "The paper's table 2 (VGG-16-BN, top-1 %), for reference:",
+        "",
+        f"| colorization | {' | '.join(PAPER_TABLE2['columns'])} |",
+        "| --- |" + " ---: |" * len(PAPER_TABLE2["columns"]),
+        *(f"| {row} | {' | '.join(f'{value:.2f}' for value in values)} |"
+          for row, values in PAPER_TABLE2["rows"].items()),
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def render_predictions(photos: LabelledPhotos, predictions: dict[str, list[int]]) -> str:
+    """predictions.csv: each photo's true class index and each variant's predicted index."""
+    import csv
+    import io
+
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["path", "label", *predictions])
+    for i, (path, label) in enumerate(zip(photos.paths, photos.labels)):
+        writer.writerow([path, label, *(predicted[i] for predicted in predictions.values())])
+    return buffer.getvalue()
+
+
+def run_classify(args: argparse.Namespace) -> int:
+    from colorizer.atomic import write_text
+
+    if args.batch_size < 1:
+        raise UserError("--batch-size must be at least 1")
+    classifier = load_classifier(args.classifier, args.device)
+    colorizers = load_colorizers(args.models, args.device)
+    photos = labelled_photos(args.data, args.limit)
+    predictions = classify_variants(photos, classifier, colorizers, batch_size=args.batch_size,
+                                    temperature=args.temperature, seed=args.seed)
+    table = {
+        **summarize(photos, predictions, list(colorizers)),
+        "classifier": args.classifier, "data": str(args.data), "models": list(colorizers),
+        "temperature": args.temperature, "seed": args.seed, "limit": args.limit, "paper": PAPER_TABLE2,
+    }
+    markdown = render_table(table)
+    write_text(args.out / "table.json", json.dumps(table, indent=2) + "\n")
+    write_text(args.out / "table.md", markdown)
+    write_text(args.out / "predictions.csv", render_predictions(photos, predictions))
+    print(markdown)
+    print(f"wrote {args.out / 'table.md'}")
+    return 0
