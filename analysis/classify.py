@@ -41,8 +41,6 @@ PAPER_TABLE2 = {
 
 def register(commands: argparse._SubParsersAction) -> None:
     """Add `classify` to the `colorizer analyze` subcommands."""
-    from colorizer.decode import DEFAULT_TEMPERATURE
-
     parser = commands.add_parser(
         "classify",
         help="table 2: a pretrained ImageNet classifier's top-1 accuracy on the colorizations",
@@ -60,8 +58,8 @@ def register(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--out", type=Path, required=True, metavar="DIR", help="output folder")
     parser.add_argument("--limit", type=int, help="classify at most this many photos, spread over the classes")
     parser.add_argument("--batch-size", type=int, default=16, help="photos per batch (default 16)")
-    parser.add_argument("--temperature", type=float, default=DEFAULT_TEMPERATURE,
-                        help=f"annealed-mean temperature of the colorizations (default {DEFAULT_TEMPERATURE})")
+    parser.add_argument("--temperature", type=float, default=0.38,
+                        help="annealed-mean temperature of the colorizations (default 0.38, the paper's)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the random colorization (default 0)")
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
     parser.set_defaults(func=run_classify)
@@ -209,20 +207,12 @@ def load_colorizers(names: list[str], device: str) -> dict[str, Any]:
     return colorizers
 
 
-def random_ab(size: tuple[int, int], generator: torch.Generator) -> torch.Tensor:
-    """(1, 2, H, W) ab of a random colour bin per pixel: the paper's random colorization."""
-    import torch
-
-    from colorizer.bins import NUM_BINS, ab_bins
-
-    return ab_bins()[torch.randint(NUM_BINS, (1, *size), generator=generator)].permute(0, 3, 1, 2)
-
-
 def baseline_variants(photos: list[Image.Image], generator: torch.Generator) -> dict[str, list[Image.Image]]:
     """Ground truth, gray (L with ab = 0) and random colorization of each photo, at full resolution."""
     import torch
 
     from colorizer.decode import colorize_lab
+    from colorizer.evaluate import random_ab
     from colorizer.images import to_pil
     from colorizer.infer import Colorizer
 
@@ -353,9 +343,9 @@ def run_classify(args: argparse.Namespace) -> int:
 
     if args.batch_size < 1:
         raise UserError("--batch-size must be at least 1")
+    photos = labelled_photos(args.data, args.limit)  # first: bad folders fail before any model loads
     classifier = load_classifier(args.classifier, args.device)
     colorizers = load_colorizers(args.models, args.device)
-    photos = labelled_photos(args.data, args.limit)
     predictions = classify_variants(photos, classifier, colorizers, batch_size=args.batch_size,
                                     temperature=args.temperature, seed=args.seed)
     table = {

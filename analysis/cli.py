@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from study import DEFAULT_DB_URL
+from analysis.classify import register as register_classify
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -14,6 +15,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     commands = analyze.add_subparsers(dest="analyze_command", required=True, metavar="COMMAND")
     _register_votes(commands)
     _register_simulate(commands)
+    register_classify(commands)
 
 
 def _add_db_argument(parser: argparse.ArgumentParser | argparse._MutuallyExclusiveGroup) -> None:

@@ -29,7 +29,8 @@ METHODS = ("model", "gray", "random", "ground_truth")
 def auc_per_pixel(pred_ab: torch.Tensor, true_ab: torch.Tensor) -> torch.Tensor:
     """Each pixel's share of the thresholds t = 0..150 at which it counts as correct (||error|| <= t)."""
     error = (pred_ab - true_ab).norm(dim=1)
-    return ((MAX_THRESHOLD + 1 - torch.ceil(error)) / (MAX_THRESHOLD + 1)).clamp(0, 1)
+    # an error within float noise of a whole threshold meets it
+    return ((MAX_THRESHOLD + 1 - torch.ceil(error - 1e-4)) / (MAX_THRESHOLD + 1)).clamp(0, 1)
 
 
 def colorfulness(rgb: torch.Tensor) -> torch.Tensor:
@@ -46,6 +47,11 @@ def psnr(rgb: torch.Tensor, truth: torch.Tensor) -> torch.Tensor:
     quantise = lambda x: (x.clamp(0, 1) * 255).round()  # noqa: E731
     mse = ((quantise(rgb) - quantise(truth)) ** 2).flatten(1).mean(1)
     return torch.where(mse > 0, 10 * torch.log10(255.0**2 / mse.clamp_min(1e-12)), torch.full_like(mse, 100.0))
+
+
+def random_ab(size: tuple[int, int], generator: torch.Generator) -> torch.Tensor:
+    """(1, 2, H, W) ab of a random colour bin per pixel: the paper's random colorization."""
+    return ab_bins()[torch.randint(NUM_BINS, (1, *size), generator=generator)].permute(0, 3, 1, 2)
 
 
 class Accumulator:
@@ -73,7 +79,6 @@ class Accumulator:
 
 def evaluate(colorizer, paths, temperature: float = 0.38, seed: int = 0, progress: bool = True) -> dict[str, dict]:
     generator = torch.Generator().manual_seed(seed)
-    bins = ab_bins()
     totals = {method: Accumulator() for method in METHODS}
     bin_pixels = torch.zeros(NUM_BINS, dtype=torch.float64)
     for path in tqdm(paths, desc="eval", disable=not progress):
@@ -83,11 +88,10 @@ def evaluate(colorizer, paths, temperature: float = 0.38, seed: int = 0, progres
         size = tuple(true_ab.shape[-2:])
         true_bin = nearest_bins(true_ab, k=1)[0]
         bin_pixels += torch.bincount(true_bin.flatten(), minlength=NUM_BINS).double()
-        random_bins = torch.randint(NUM_BINS, (1, *size), generator=generator)
         candidates = {
             "model": upsample(annealed_mean(colorizer.logits(lightness), temperature).cpu(), size),
             "gray": torch.zeros_like(true_ab),
-            "random": bins[random_bins].permute(0, 3, 1, 2),
+            "random": random_ab(size, generator),
             "ground_truth": true_ab,
         }
         for method, ab in candidates.items():

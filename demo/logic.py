@@ -183,16 +183,18 @@ def uncertainty_image(uncertainty: torch.Tensor, colormap: str = "magma") -> Ima
     return Image.fromarray(lut[(uncertainty.clamp(0, 1) * 255).round().byte().numpy()], "RGB")
 
 
-def side_by_side(images: Mapping[str, Image.Image], gap: int = 8) -> Image.Image:
-    """Equal-size images in a row, each captioned with its name above it."""
+def side_by_side(images: Mapping[str, Image.Image], gap: int = 8, max_side: int = 1024) -> Image.Image:
+    """Equal-size images in a row, each captioned with its name above it and shrunk to at most `max_side`."""
     width, height = next(iter(images.values())).size
+    scale = min(1.0, max_side / max(width, height))  # a view to compare, not the result: keep it light
+    width, height = max(1, round(width * scale)), max(1, round(height * scale))
     font = ImageFont.load_default(size=max(12, min(width, height) // 16))
     band = int(font.size * 1.6)
     sheet = Image.new("RGB", (len(images) * (width + gap) - gap, height + band), "white")
     draw = ImageDraw.Draw(sheet)
     for i, (name, image) in enumerate(images.items()):
         left = i * (width + gap)
-        sheet.paste(image, (left, band))
+        sheet.paste(image.resize((width, height), Image.BILINEAR), (left, band))
         draw.text((left + width / 2, band / 2), name, fill="black", font=font, anchor="mm")
     return sheet
 

@@ -120,14 +120,6 @@ def test_table_has_every_row_and_is_deterministic(tmp_path: Path, two_models: li
         assert (outputs[0] / name).read_bytes() == (outputs[1] / name).read_bytes()
 
 
-def test_random_colorization_follows_the_seed():
-    def draw(seed: int) -> torch.Tensor:
-        return classify.random_ab((8, 8), torch.Generator().manual_seed(seed))
-
-    assert draw(1).shape == (1, 2, 8, 8)
-    assert torch.equal(draw(1), draw(1)) and not torch.equal(draw(1), draw(2))
-
-
 def test_limit_caps_the_photos(tmp_path: Path, tiny_checkpoint: Path, tiny_vgg: None):
     data = make_imagefolder(tmp_path / "photos")
     weights = tmp_path / "vgg.pth"

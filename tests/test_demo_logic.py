@@ -208,6 +208,8 @@ def test_side_by_side_captions_each_image():
     assert sheet.width == 128 and sheet.height > 40
     bottom = sheet.height - 1
     assert sheet.getpixel((10, bottom)) == (255, 0, 0) and sheet.getpixel((127, bottom)) == (0, 0, 255)
+    big = logic.side_by_side({"a": Image.new("RGB", (3000, 1500)), "b": Image.new("RGB", (3000, 1500))}, max_side=1000)
+    assert big.width == 2008 and big.height > 500
 
 
 def test_colorize_views_of_a_gray_photo(models, tmp_path):
