@@ -30,3 +30,27 @@ bench: $(STAMP)
 
 clean:
 	rm -rf $(VENV) build *.egg-info
+
+# The bundled models: trained on ../shared/data/<set>/train on a 2-core CPU (docs/models.md).
+DATA ?= ../shared/data
+TRAIN_FLAGS = --preset effnet-lite0 --options '{"frozen_stages": 4}' --amp bf16 --image-size 128 --input-size 224 \
+	--batch-size 32 --epochs 12 --lr 5e-4 --until-plateau 0.01 --time-limit 55 --workers 1 --seed 0
+
+models: $(STAMP)
+	$(BIN)/colorizer train --data $(DATA)/generic/train --val $(DATA)/generic/val $(TRAIN_FLAGS) --out runs/generic
+	$(BIN)/colorizer train --data $(DATA)/dogs/train --val $(DATA)/dogs/val $(TRAIN_FLAGS) --out runs/dogs
+	$(BIN)/python -m colorizer.bundle runs/generic runs/dogs
+
+# Every table and figure of docs/: evaluation, table 2, samples, and the vote figures of VOTES_DB
+# (default: a simulated demo database, labelled as simulated everywhere it appears).
+VOTES_DB ?= sqlite:///paper/simulated.db
+paper: $(STAMP)
+	mkdir -p paper
+	for m in generic dogs; do for s in generic dogs; do \
+	  $(BIN)/colorizer eval --model $$m --data $(DATA)/$$s/val --json paper/eval_$${m}_on_$$s.json || exit 1; done; done
+	for s in generic dogs; do \
+	  $(BIN)/colorizer analyze classify --models dogs generic --data $(DATA)/$$s/val --out paper/classify_$$s || exit 1; done
+	$(BIN)/colorizer analyze samples --models generic dogs --data $(DATA)/dogs/val $(DATA)/generic/val --out docs/samples.png
+	if [ "$(VOTES_DB)" = "sqlite:///paper/simulated.db" ]; then \
+	  rm -f paper/simulated.db && $(BIN)/colorizer analyze simulate --db $(VOTES_DB); fi
+	$(BIN)/colorizer analyze votes --db $(VOTES_DB) --out paper/votes

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from study import DEFAULT_DB_URL
 from analysis.classify import register as register_classify
+from analysis.samples import register as register_samples
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -16,6 +17,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     _register_votes(commands)
     _register_simulate(commands)
     register_classify(commands)
+    register_samples(commands)
 
 
 def _add_db_argument(parser: argparse.ArgumentParser | argparse._MutuallyExclusiveGroup) -> None:

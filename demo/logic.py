@@ -61,7 +61,7 @@ class Models:
                 if name not in self.sources:
                     raise UserError(f"unknown model {name!r}; choose one of {', '.join(self.sources)}")
                 source = self.sources[name]
-                self.loaded[name] = source if isinstance(source, Colorizer) else Colorizer.load(source)
+                self.loaded[name] = source if isinstance(source, Colorizer) else Colorizer.load(source, optimize=True)
             return self.loaded[name]
 
     def compared(self, name: str) -> list[str]:

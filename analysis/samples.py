@@ -1,0 +1,53 @@
+"""`colorizer analyze samples`: a grid of val photos, one per row: gray, each model, ground truth."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def register(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser("samples", help="a figure of sample colorizations (docs/samples.png)")
+    parser.add_argument("--models", nargs="+", default=["generic", "dogs"], help="models, one column each")
+    parser.add_argument("--data", nargs="+", required=True, type=Path, help="photo folders to draw rows from")
+    parser.add_argument("--rows", type=int, default=12, help="photos in all, spread evenly over the folders")
+    parser.add_argument("--size", type=int, default=192, help="height of a row in pixels")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", type=Path, required=True, help="PNG file to write")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import random
+
+    from PIL import Image, ImageDraw, ImageOps
+
+    from colorizer.atomic import atomic_path
+    from colorizer.data import scan_folder
+    from colorizer.images import open_image
+    from colorizer.infer import Colorizer
+
+    colorizers = [Colorizer.load(name) for name in args.models]
+    per_folder = -(-args.rows // len(args.data))
+    photos = []
+    for folder in args.data:
+        colour = scan_folder(folder, progress=False).colour
+        photos += random.Random(args.seed).sample(colour, min(per_folder, len(colour)))
+    photos = photos[: args.rows]
+    columns = ["gray", *args.models, "ground truth"]
+    header, cell = 24, args.size
+    width = cell * 4 // 3
+    sheet = Image.new("RGB", (width * len(columns), header + cell * len(photos)), "white")
+    draw = ImageDraw.Draw(sheet)
+    for i, title in enumerate(columns):
+        draw.text((i * width + 8, 6), title, fill="black")
+    for row, path in enumerate(photos):
+        truth = open_image(path).convert("RGB")
+        gray = colorizers[0].predict(truth).gray  # the lightness every model sees
+        images = [gray, *(c.colorize(truth) for c in colorizers), truth]
+        for col, image in enumerate(images):
+            sheet.paste(ImageOps.fit(image, (width, cell), Image.Resampling.LANCZOS), (col * width, header + row * cell))
+    with atomic_path(args.out) as tmp:
+        sheet.save(tmp, format="PNG", optimize=True)
+    print(f"{len(photos)} photos x {len(columns)} columns -> {args.out}")
+    return 0

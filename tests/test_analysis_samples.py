@@ -1,0 +1,12 @@
+from PIL import Image
+
+from colorizer.cli import main
+
+
+def test_samples_sheet(tiny_checkpoint, photo_dir, tmp_path):
+    out = tmp_path / "samples.png"
+    argv = ["analyze", "samples", "--models", str(tiny_checkpoint), str(tiny_checkpoint), "--data", str(photo_dir),
+            "--rows", "3", "--size", "30", "--out", str(out)]
+    assert main(argv) == 0
+    sheet = Image.open(out)
+    assert sheet.size == (4 * 40, 24 + 3 * 30)  # gray, two models, truth; a header and three rows
