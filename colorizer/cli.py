@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import warnings
 from pathlib import Path
@@ -17,7 +18,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     from colorizer.train import train
 
     out = train(args)
-    print(f"model: {out}")
+    if os.environ.get("RANK", "0") == "0":  # under torchrun every rank returns here
+        print(f"model: {out}")
     return 0
 
 

@@ -99,3 +99,18 @@ def test_empty_data_folder(tmp_path, capsys):
     (tmp_path / "empty").mkdir()
     assert main(train_args(tmp_path / "empty", tmp_path / "run")) == 1
     assert "no images found" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_torchrun_data_parallel_on_cpu(photo_dir, tmp_path):
+    """Two processes through torchrun (DDP over gloo) train and write one checkpoint."""
+    import subprocess
+    import sys
+
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+               "-m", "colorizer", *train_args(photo_dir, tmp_path / "run", "--epochs", "2", "--batch-size", "2")]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.count("model:") == 1
+    config = checkpoint.read_config(tmp_path / "run")
+    assert config["epoch"] == 2 and config["history"][-1]["train_loss"] > 0
