@@ -18,8 +18,8 @@ from tqdm import tqdm
 from colorizer.errors import UserError
 from colorizer.images import find_images
 
-# Mean chroma (Lab units) below which a photo counts as having no colour (grayscale, sepia, faded).
-MIN_MEAN_CHROMA = 3.0
+# Mean chroma (Lab units) below which a photo counts as having no colour: gray JPEGs sit at 0 to 0.7.
+MIN_MEAN_CHROMA = 1.0
 _SCAN_SIZE = 64
 
 
