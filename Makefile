@@ -34,7 +34,7 @@ clean:
 # The bundled models: trained on ../shared/data/<set>/train on a 2-core CPU (docs/models.md).
 DATA ?= ../shared/data
 TRAIN_FLAGS = --preset effnet-lite0 --options '{"frozen_stages": 4}' --amp bf16 --image-size 128 --input-size 224 \
-	--batch-size 32 --epochs 12 --lr 5e-4 --until-plateau 0.01 --time-limit 55 --workers 1 --seed 0
+	--batch-size 32 --epochs 5 --lr 5e-4 --until-plateau 0.01 --workers 1 --seed 0 --min-chroma 3
 
 models: $(STAMP)
 	$(BIN)/colorizer train --data $(DATA)/generic/train --val $(DATA)/generic/val $(TRAIN_FLAGS) --out runs/generic

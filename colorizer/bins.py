@@ -66,24 +66,24 @@ def ab_bins() -> torch.Tensor:
 
 
 @functools.cache
-def _candidate_table(k: int) -> tuple[torch.Tensor, float]:
-    """For each cell of a 1-unit grid over the ab square, the bins that can be among a point's k nearest.
+def _candidate_table(k: int) -> tuple[torch.Tensor, int]:
+    """For each cell of a fine grid over the ab square, the bins that can be among a point's k nearest.
 
     A point lies within half a cell diagonal (r) of its cell centre c, so its k-th nearest distance is at
     most d_k(c) + r and no bin farther than d_k(c) + 2r from c can be among its k nearest. Searching
     those few candidates instead of all 313 bins makes soft encoding a gather plus a tiny top-k.
     """
-    bins = _ab_bins_np().astype(np.float64)
+    bins = ab_bins().double()
     steps = int(2 * AB_RANGE / _LOOKUP_STEP)
-    centres_1d = -AB_RANGE + _LOOKUP_STEP * (np.arange(steps) + 0.5)
-    ca, cb = np.meshgrid(centres_1d, centres_1d, indexing="ij")
-    centres = np.stack([ca.ravel(), cb.ravel()], axis=1)
-    dist = np.sqrt(((centres[:, None, :] - bins[None]) ** 2).sum(-1))
-    order = np.argsort(dist, axis=1)
-    sorted_dist = np.take_along_axis(dist, order, axis=1)
-    reach = sorted_dist[:, k - 1 : k] + 2 * (_LOOKUP_STEP * np.sqrt(2) / 2) + 1e-6
-    width = int((sorted_dist <= reach).sum(1).max())
-    return torch.from_numpy(order[:, :width].astype(np.int64)), steps
+    centres_1d = -AB_RANGE + _LOOKUP_STEP * (torch.arange(steps, dtype=torch.float64) + 0.5)
+    centres = torch.cartesian_prod(centres_1d, centres_1d)
+    margin = 2 * (_LOOKUP_STEP * 2**0.5 / 2) + 1e-6
+    orders, widths = [], []
+    for chunk in centres.split(32768):
+        dist, order = torch.cdist(chunk, bins).sort(dim=1)
+        orders.append(order[:, :32])
+        widths.append(int((dist <= dist[:, k - 1 : k] + margin).sum(1).max()))
+    return torch.cat(orders)[:, : max(widths)].contiguous(), steps
 
 
 @functools.cache
@@ -101,16 +101,17 @@ def nearest_bins(ab: torch.Tensor, k: int = 5) -> tuple[torch.Tensor, torch.Tens
     """
     bins, table, table_ab, steps = _on_device(k, ab.device)
     n, _, h, w = ab.shape
-    pixels = ab.float().permute(0, 2, 3, 1).reshape(-1, 2)
-    inside = pixels.clamp(-AB_RANGE, AB_RANGE - 1e-3)
-    cell = ((inside + AB_RANGE) / _LOOKUP_STEP).long()
-    cell = cell[:, 0] * steps + cell[:, 1]
-    d2 = (table_ab[0][cell] - pixels[:, :1]) ** 2 + (table_ab[1][cell] - pixels[:, 1:]) ** 2  # (P, C)
+    a, b = ab[:, 0].reshape(-1, 1).float(), ab[:, 1].reshape(-1, 1).float()
+    a_in, b_in = a.clamp(-AB_RANGE, AB_RANGE - 1e-3), b.clamp(-AB_RANGE, AB_RANGE - 1e-3)
+    cell = (((a_in + AB_RANGE) / _LOOKUP_STEP).long() * steps + ((b_in + AB_RANGE) / _LOOKUP_STEP).long())[:, 0]
+    d2 = table_ab[0].index_select(0, cell).sub_(a).square_()
+    d2 += table_ab[1].index_select(0, cell).sub_(b).square_()
     d2_k, pick = d2.topk(k, dim=1, largest=False, sorted=True)
-    idx_k = table[cell].gather(1, pick)
-    outside = (inside != pixels).any(1).nonzero().squeeze(1)
+    idx_k = table.view(-1)[cell[:, None] * table.shape[1] + pick]
+    outside = ((a != a_in) | (b != b_in))[:, 0].nonzero().squeeze(1)
     if outside.numel():
-        d2_all = ((bins[None] - pixels[outside, None, :]) ** 2).sum(-1)
+        pixels = torch.cat([a, b], 1)[outside]
+        d2_all = ((bins[None] - pixels[:, None, :]) ** 2).sum(-1)
         d2_k[outside], idx_k[outside] = d2_all.topk(k, dim=1, largest=False, sorted=True)
 
     def to_image(t: torch.Tensor) -> torch.Tensor:

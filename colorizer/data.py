@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import sys
 from concurrent.futures import ThreadPoolExecutor
@@ -46,19 +47,21 @@ def mean_chroma(image: Image.Image) -> float:
     return float(ab.norm(dim=1).mean())
 
 
-def _classify(path: Path) -> str:
+def _classify(path: Path, min_chroma: float) -> str:
     try:
         with Image.open(path) as image:
             image.draft("RGB", (_SCAN_SIZE * 2, _SCAN_SIZE * 2))  # JPEG decodes at reduced size: fast
             if image.mode in ("1", "L", "LA", "I", "I;16", "F"):
                 return "gray"
-            return "colour" if mean_chroma(image) >= MIN_MEAN_CHROMA else "gray"
+            return "colour" if mean_chroma(image) >= min_chroma else "gray"
     except (OSError, SyntaxError, ValueError):
         return "corrupt"
 
 
-def scan_folder(root: str | os.PathLike, limit: int | None = None, progress: bool = True) -> Scan:
-    """Find photos under `root` recursively and sort them into colour, gray and corrupt."""
+def scan_folder(root: str | os.PathLike, limit: int | None = None, progress: bool = True,
+                min_chroma: float = MIN_MEAN_CHROMA) -> Scan:
+    """Find photos under `root` recursively and sort them into colour, gray (mean chroma below
+    `min_chroma`) and corrupt."""
     root = Path(root)
     if not root.is_dir():
         raise UserError(f"{root}: not a folder")
@@ -69,7 +72,7 @@ def scan_folder(root: str | os.PathLike, limit: int | None = None, progress: boo
         raise UserError(f"{root}: no images found")
     scan = Scan()
     with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
-        kinds = pool.map(_classify, paths)
+        kinds = pool.map(functools.partial(_classify, min_chroma=min_chroma), paths)
         for path, kind in tqdm(zip(paths, kinds), total=len(paths), desc=f"scan {root.name}", disable=not progress):
             getattr(scan, kind).append(path)
     for path in scan.corrupt:

@@ -75,8 +75,8 @@ def train(args: argparse.Namespace) -> Path:
     config = checkpoint.read_config(out) if resume else None
     _seed_everything(args.seed)
 
-    scan = scan_folder(args.data, limit=args.limit, progress=is_main)
-    val_scan = scan_folder(args.val, limit=args.limit, progress=is_main) if args.val else None
+    scan = scan_folder(args.data, limit=args.limit, progress=is_main, min_chroma=args.min_chroma)
+    val_scan = scan_folder(args.val, limit=args.limit, progress=is_main, min_chroma=args.min_chroma) if args.val else None
     if is_main:
         print(f"train: {scan.summary()}" + (f"\nval: {val_scan.summary()}" if val_scan else ""))
 

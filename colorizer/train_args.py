@@ -31,4 +31,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="stop when the epoch's training loss improves by less than this (paper: 0.01)")
     parser.add_argument("--time-limit", type=float, metavar="MINUTES",
                         help="stop after the last epoch that fits in this wall time")
+    parser.add_argument("--min-chroma", type=float, default=1.0,
+                        help="photos whose mean chroma (Lab units) is below this count as gray and are dropped")
     parser.add_argument("--limit", type=int, help="use at most this many images of each folder")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
+from pathlib import Path
 from typing import ContextManager, Iterator
 
 from sqlalchemy import Engine, create_engine, event
@@ -62,9 +63,18 @@ def write_guard(session: Session) -> ContextManager:
     return _SQLITE_WRITE_LOCK if session.get_bind().dialect.name == "sqlite" else contextlib.nullcontext()
 
 
-def open_database(url: str = DEFAULT_DB_URL) -> sessionmaker[Session]:
-    """Connect, create any missing tables, and return a session factory."""
+def open_database(url: str = DEFAULT_DB_URL, must_exist: bool = False) -> sessionmaker[Session]:
+    """Connect, create any missing tables, and return a session factory.
+
+    `must_exist` is for readers (export, analysis): a mistyped SQLite path must not quietly become a
+    new empty database.
+    """
     engine = make_engine(url)
+    database = engine.url.database
+    if must_exist and engine.dialect.name == "sqlite" and database not in (None, "", ":memory:"):
+        if not Path(database).is_file():
+            engine.dispose()
+            raise UserError(f"no database at {database}")
     try:
         Base.metadata.create_all(engine)
     except OperationalError as error:
@@ -75,9 +85,9 @@ def open_database(url: str = DEFAULT_DB_URL) -> sessionmaker[Session]:
 
 
 @contextlib.contextmanager
-def database_session(url: str = DEFAULT_DB_URL) -> Iterator[Session]:
+def database_session(url: str = DEFAULT_DB_URL, must_exist: bool = False) -> Iterator[Session]:
     """One session for a one-off job (prepare, export); the connection pool is closed afterwards."""
-    sessions = open_database(url)
+    sessions = open_database(url, must_exist)
     try:
         with sessions() as session:
             yield session

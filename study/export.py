@@ -94,14 +94,14 @@ def session_vote_rows(session: Session, study: str | None = None) -> list[dict]:
 
 def vote_rows(db_url: str, study: str | None = None) -> list[dict]:
     """One dict per vote (keys: VOTE_COLUMNS), oldest first; all studies unless `study` is named."""
-    with database_session(db_url) as session:
+    with database_session(db_url, must_exist=True) as session:
         return session_vote_rows(session, study)
 
 
 def stimuli(db_url: str, study: str | None = None) -> list[dict]:
     """One dict per stimulus file: image_id, model ('catch-degraded' for a degraded side), the file's
     absolute path under the study's media dir, and the source photo it was made from."""
-    with database_session(db_url) as session:
+    with database_session(db_url, must_exist=True) as session:
         query = (
             select(Stimulus.image_id, Stimulus.model, Stimulus.file_name, Image.source, Study.media_dir)
             .join(Image, Image.id == Stimulus.image_id)

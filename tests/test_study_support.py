@@ -112,3 +112,13 @@ def client(prepared: PreparedStudy):
 
     with TestClient(create_app(prepared.db_url, admin_token=ADMIN_TOKEN)) as test_client:
         yield test_client
+
+
+def test_readers_refuse_a_missing_sqlite_file(tmp_path):
+    from colorizer.errors import UserError
+    from study.export import vote_rows
+
+    missing = tmp_path / "typo.db"
+    with pytest.raises(UserError, match="no database at"):
+        vote_rows(f"sqlite:///{missing}")
+    assert not missing.exists()
