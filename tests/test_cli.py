@@ -86,3 +86,14 @@ def test_console_script_is_installed():
     import shutil
 
     assert shutil.which("colorizer") or os.path.exists(".venv/bin/colorizer")
+
+
+def test_prior_command_writes_a_normalised_prior(photo_dir, tmp_path, capsys):
+    import json
+
+    out = tmp_path / "prior.json"
+    code, stdout, _ = run(capsys, "prior", photo_dir, "--out", out, "--image-size", "32", "--workers", "0")
+    assert code == 0 and "6 photos" in stdout
+    prior = json.loads(out.read_text())
+    assert len(prior["prior"]) == 313 and abs(sum(prior["prior"]) - 1) < 1e-9
+    assert prior["images"] == 6 and prior["pixels"] == 6 * 32 * 32 == sum(prior["counts"])

@@ -114,3 +114,11 @@ def test_torchrun_data_parallel_on_cpu(photo_dir, tmp_path):
     assert result.stdout.count("model:") == 1
     config = checkpoint.read_config(tmp_path / "run")
     assert config["epoch"] == 2 and config["history"][-1]["train_loss"] > 0
+
+
+def test_training_takes_a_precomputed_prior(photo_dir, tmp_path):
+    prior_file = tmp_path / "prior.json"
+    assert main(["prior", str(photo_dir), "--out", str(prior_file), "--image-size", "32", "--workers", "0"]) == 0
+    assert main(train_args(photo_dir, tmp_path / "run", "--epochs", "1", "--prior", str(prior_file))) == 0
+    expected = json.loads(prior_file.read_text())["prior"]
+    assert checkpoint.read_config(tmp_path / "run")["prior"] == pytest.approx(expected)
