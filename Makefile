@@ -42,15 +42,20 @@ models: $(STAMP)
 	$(BIN)/python -m colorizer.bundle runs/generic runs/dogs
 
 # Every table and figure of docs/: evaluation, table 2, samples, and the vote figures of VOTES_DB
-# (default: a simulated demo database, labelled as simulated everywhere it appears).
+# (default: a study prepared from dogs/val with simulated votes, labelled as simulated wherever it appears).
 VOTES_DB ?= sqlite:///paper/simulated.db
+STUDY ?= simulated-demo
 paper: $(STAMP)
-	mkdir -p paper
+	mkdir -p paper docs/eval docs/figures
 	for m in generic dogs; do for s in generic dogs; do \
-	  $(BIN)/colorizer eval --model $$m --data $(DATA)/$$s/val --json paper/eval_$${m}_on_$$s.json || exit 1; done; done
+	  $(BIN)/colorizer eval --model $$m --data $(DATA)/$$s/val --json docs/eval/eval_$${m}_on_$$s.json || exit 1; done; done
 	for s in generic dogs; do \
 	  $(BIN)/colorizer analyze classify --models dogs generic --data $(DATA)/$$s/val --out paper/classify_$$s || exit 1; done
-	$(BIN)/colorizer analyze samples --models generic dogs --data $(DATA)/dogs/val $(DATA)/generic/val --out docs/samples.png
+	$(BIN)/colorizer analyze samples --models generic dogs --data $(DATA)/dogs/val $(DATA)/generic/val --size 128 --out docs/samples.png
 	if [ "$(VOTES_DB)" = "sqlite:///paper/simulated.db" ]; then \
-	  rm -f paper/simulated.db && $(BIN)/colorizer analyze simulate --db $(VOTES_DB); fi
-	$(BIN)/colorizer analyze votes --db $(VOTES_DB) --out paper/votes
+	  rm -rf paper/simulated.db* paper/media && \
+	  $(BIN)/colorizer study prepare --name $(STUDY) --models dogs generic --images $(DATA)/dogs/val --n 30 --seed 1 \
+	    --db $(VOTES_DB) --media paper/media && \
+	  $(BIN)/colorizer analyze simulate --db $(VOTES_DB) --study $(STUDY) || exit 1; fi
+	$(BIN)/colorizer analyze votes --db $(VOTES_DB) --study $(STUDY) --out paper/votes
+	cp paper/votes/figure2_votes_per_image.png docs/figures/figure2_simulated.png
