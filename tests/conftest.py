@@ -8,6 +8,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+# the study tests' fixtures (photo folders, databases on both backends, a prepared study, a client)
+from tests.study_support import client, db_url, prepared, study_photos  # noqa: F401, E402
+
 TINY_OPTIONS = {"width": 0.125}  # zhang2016 with 1/8 of the channels: ~0.5 M parameters
 
 
@@ -50,3 +53,17 @@ def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     checkpoint.save_model(run / checkpoint.MODEL_STEM, model,
                           {"preset": "zhang2016", "options": TINY_OPTIONS, "input_size": 32, "prior": [1 / 313] * 313})
     return run
+
+
+@pytest.fixture(scope="module")
+def server(tiny_checkpoint):
+    """The demo on a free loopback port, both menu entries on the tiny model: its URL."""
+    from colorizer.infer import Colorizer
+    from demo.app import build_demo
+
+    colorizer = Colorizer.load(tiny_checkpoint)
+    demo = build_demo({"generic": colorizer, "dogs": colorizer})
+    # no port given: Gradio takes the first free one from 7860 up
+    demo.launch(server_name="127.0.0.1", prevent_thread_lock=True, quiet=True, ssr_mode=False, run_history=False)
+    yield demo.local_url
+    demo.close()

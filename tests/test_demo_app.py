@@ -9,23 +9,10 @@ import pytest
 from conftest import photo
 from PIL import Image
 
-from colorizer.infer import Colorizer
 
 pytestmark = [pytest.mark.timeout(90), pytest.mark.filterwarnings("ignore:::gradio.queueing")]
 
 gradio_client = pytest.importorskip("gradio_client")
-
-
-@pytest.fixture(scope="module")
-def server(tiny_checkpoint):
-    from demo.app import build_demo
-
-    colorizer = Colorizer.load(tiny_checkpoint)
-    demo = build_demo({"generic": colorizer, "dogs": colorizer})
-    # no port given: Gradio takes the first free one from 7860 up
-    demo.launch(server_name="127.0.0.1", prevent_thread_lock=True, quiet=True, ssr_mode=False, run_history=False)
-    yield demo.local_url
-    demo.close()
 
 
 @pytest.fixture(scope="module")

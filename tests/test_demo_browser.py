@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 from conftest import photo
-from test_demo_app import server  # noqa: F401  (fixture)
 
 CHROMIUM = Path(os.environ.get("COLORIZER_CHROMIUM", "/usr/bin/chromium"))
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",

@@ -9,16 +9,7 @@ from collections import Counter
 
 import pytest
 from fastapi import HTTPException
-from test_study_support import (  # noqa: F401  (fixtures)
-    ADMIN_TOKEN,
-    MODEL_A,
-    MODEL_B,
-    STUDY,
-    client,
-    db_url,
-    study_photos,
-    prepared,
-)
+from tests.study_support import ADMIN_TOKEN, MODEL_A, MODEL_B, STUDY
 
 from study.app import VoteRequest, create_app, record_vote
 from study.db import open_database
@@ -229,3 +220,13 @@ def test_concurrent_copies_of_a_vote_store_one(client, prepared):
     assert len(rows) == 1
     winner = rows[0]["choice"]
     assert sorted(outcomes) == sorted([200] * 6 + [409] * 6 if winner == "left" else [200] + [409] * 11)
+
+
+def test_readers_refuse_a_missing_sqlite_file(tmp_path):
+    from colorizer.errors import UserError
+    from study.export import vote_rows
+
+    missing = tmp_path / "typo.db"
+    with pytest.raises(UserError, match="no database at"):
+        vote_rows(f"sqlite:///{missing}")
+    assert not missing.exists()

@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
-from test_study_support import FAKE_COLORIZERS, STUDY, write_photos
+from tests.study_support import FAKE_COLORIZERS, STUDY, write_photos
 
 from study.app import create_app
 from study.export import vote_rows

@@ -7,7 +7,7 @@ import schemathesis
 from schemathesis import GenerationMode
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from test_study_support import ADMIN_TOKEN, client, db_url, study_photos, prepared  # noqa: F401  (fixtures)
+from tests.study_support import ADMIN_TOKEN
 
 from study.app import create_app
 from study.export import vote_rows

@@ -11,17 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image, ImageChops
-from test_study_support import (  # noqa: F401  (fixtures)
-    FAKE_COLORIZERS,
-    MODEL_A,
-    MODEL_B,
-    STUDY,
-    client,
-    db_url,
-    prepared,
-    study_photos,
-    write_photos,
-)
+from tests.study_support import FAKE_COLORIZERS, MODEL_A, MODEL_B, STUDY, write_photos
 
 from colorizer.errors import UserError
 from study.cli import register

@@ -1,6 +1,6 @@
 """Fixtures shared by the study tests: tiny photo folders, fake models, databases on both backends.
 
-Other test_study_* modules import from here. PostgreSQL runs when COLORIZER_TEST_PG_URL is set
+tests/conftest.py makes its fixtures available to every test; the test_study_* modules import its helpers. PostgreSQL runs when COLORIZER_TEST_PG_URL is set
 (e.g. postgresql+psycopg://colorizer:colorizer@127.0.0.1:5432/colorizer_test); each test gets its
 own schema, dropped afterwards, so reruns and parallel runs never see each other's rows.
 """
@@ -113,12 +113,3 @@ def client(prepared: PreparedStudy):
     with TestClient(create_app(prepared.db_url, admin_token=ADMIN_TOKEN)) as test_client:
         yield test_client
 
-
-def test_readers_refuse_a_missing_sqlite_file(tmp_path):
-    from colorizer.errors import UserError
-    from study.export import vote_rows
-
-    missing = tmp_path / "typo.db"
-    with pytest.raises(UserError, match="no database at"):
-        vote_rows(f"sqlite:///{missing}")
-    assert not missing.exists()
