@@ -26,7 +26,7 @@ MODEL_STEM = "model"
 def save_model(path: str | os.PathLike, model: nn.Module, config: dict[str, Any], half: bool = False) -> Path:
     """Write `path` (.safetensors) and its .json config; `half` stores floats as fp16 to halve the size."""
     path = Path(path).with_suffix(".safetensors")
-    state = {k: v.detach().cpu().contiguous() for k, v in _unwrap(model).state_dict().items()}
+    state = {k: v.detach().cpu().contiguous() for k, v in unwrap(model).state_dict().items()}
     if half:
         state = {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
     with atomic_path(path) as tmp:
@@ -113,7 +113,7 @@ def _join(obj: Any, tensors: dict[str, torch.Tensor]) -> Any:
     return obj
 
 
-def _unwrap(model: nn.Module) -> nn.Module:
+def unwrap(model: nn.Module) -> nn.Module:
     """The plain module inside DDP or torch.compile wrappers, so saved names carry no prefixes."""
     model = getattr(model, "module", model)
     return getattr(model, "_orig_mod", model)

@@ -44,7 +44,7 @@ def lab_batch(rgb_uint8: torch.Tensor, device: torch.device) -> tuple[torch.Tens
 def batch_loss(model: torch.nn.Module, rgb: torch.Tensor, class_weights: torch.Tensor, args: argparse.Namespace,
                device: torch.device) -> torch.Tensor:
     lightness, ab = lab_batch(rgb, device)
-    stride = _unwrap(model).output_stride
+    stride = checkpoint.unwrap(model).output_stride
     # targets at the network's output resolution, from ab averaged over each output cell
     targets = encode_targets(F.avg_pool2d(ab, stride), class_weights, k=args.neighbours, sigma=args.sigma)
     with _autocast(device, args.amp):
@@ -256,10 +256,6 @@ def _seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
-
-
-def _unwrap(model: torch.nn.Module) -> torch.nn.Module:
-    return getattr(model, "module", model)
 
 
 def _tensorboard(out: Path):
