@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import random
 import time
@@ -120,7 +121,9 @@ def train(args: argparse.Namespace) -> Path:
         model.train()
         total, seen, started = 0.0, 0, time.perf_counter()
         bar = tqdm(loader, desc=f"epoch {epoch + 1}/{args.epochs}", disable=not is_main)
-        for rgb in bar:
+        for step, rgb in enumerate(bar, start=epoch * len(loader)):
+            for group in optimizer.param_groups:
+                group["lr"] = args.lr * lr_factor(args.lr_schedule, step, args.epochs * len(loader))
             loss = batch_loss(model, rgb, class_weights, args, device)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -153,6 +156,19 @@ def train(args: argparse.Namespace) -> Path:
     if world > 1:
         dist.destroy_process_group()
     return out
+
+
+def lr_factor(schedule: str, step: int, total_steps: int, warmup_fraction: float = 0.03) -> float:
+    """The learning rate of `step` relative to --lr: 'constant', or 'cosine': a linear warm-up over the
+    first 3% of steps (the new decoder's first gradients must not wreck the pretrained encoder), then
+    cosine decay to zero at the last step. A function of the step alone, so a resumed run follows it exactly."""
+    if schedule == "constant":
+        return 1.0
+    warmup = max(1, round(total_steps * warmup_fraction))
+    if step < warmup:
+        return (step + 1) / warmup
+    progress = min(1.0, (step - warmup) / max(1, total_steps - warmup))
+    return 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
 @torch.no_grad()

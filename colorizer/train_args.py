@@ -17,6 +17,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--image-size", type=int, default=224, help="training crop size (multiple of 32)")
     parser.add_argument("--input-size", type=int, help="square size inference resizes L to (default: --image-size)")
     parser.add_argument("--lr", type=float, default=3e-5)
+    parser.add_argument("--lr-schedule", default="cosine", choices=["cosine", "constant"],
+                        help="cosine: short warm-up, then decay to zero over --epochs")
     parser.add_argument("--weight-decay", type=float, default=1e-3)
     parser.add_argument("--mix", type=float, default=0.5, help="uniform mixing lambda of the rebalancing")
     parser.add_argument("--neighbours", type=int, default=5, help="bins per soft target")

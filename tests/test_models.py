@@ -65,6 +65,24 @@ def test_effnet_lite0_shape_and_gradients():
     assert all(p.grad is not None for p in model.parameters() if p.requires_grad)
 
 
+def test_effnet_depthwise_convolutions_leave_cpu_autocast_in_float32():
+    model = build_model("effnet-lite0", pretrained=False).train()
+    depthwise = model.encoder.blocks[1][0].conv_dw
+    seen = {}
+    depthwise.register_forward_hook(lambda module, args, out: seen.update(dtype=out.dtype))
+    x = torch.rand(2, 1, 64, 64) * 2 - 1
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        mixed = model(x)
+        assert torch.is_autocast_enabled("cpu")  # switched back on after each depthwise convolution
+    assert seen["dtype"] == torch.float32 and mixed.dtype == torch.bfloat16
+    mixed.float().logsumexp(1).mean().backward()
+    assert depthwise.weight.grad is not None
+    with torch.no_grad():
+        exact = model.eval()(x)
+        half = model.to(torch.bfloat16)(x.to(torch.bfloat16))  # inference in bf16 weights: no dtype clash
+    assert seen["dtype"] == torch.bfloat16 and torch.isfinite(exact).all() and torch.isfinite(half).all()
+
+
 def test_unknown_preset_raises_user_error():
     with pytest.raises(UserError, match="no-such-net"):
         build_model("no-such-net")

@@ -12,7 +12,7 @@ from colorizer.cli import main
 from colorizer.data import PhotoDataset
 from colorizer.loss import encode_targets
 from colorizer.prior import rebalance_weights
-from colorizer.train import lab_batch
+from colorizer.train import lab_batch, lr_factor
 from tests.conftest import TINY_OPTIONS
 
 
@@ -122,3 +122,18 @@ def test_training_takes_a_precomputed_prior(photo_dir, tmp_path):
     assert main(train_args(photo_dir, tmp_path / "run", "--epochs", "1", "--prior", str(prior_file))) == 0
     expected = json.loads(prior_file.read_text())["prior"]
     assert checkpoint.read_config(tmp_path / "run")["prior"] == pytest.approx(expected)
+
+
+def test_cosine_schedule_warms_up_then_decays_to_zero():
+    total = 1000
+    factors = [lr_factor("cosine", step, total) for step in range(total)]
+    peak = int(np.argmax(factors))
+    assert factors[0] < 0.05 and factors[peak] == pytest.approx(1.0) and 0 < peak < total * 0.05
+    assert all(a >= b for a, b in zip(factors[peak:], factors[peak + 1:]))  # never rises after the peak
+    assert factors[total // 2] == pytest.approx(0.5, abs=0.03) and factors[-1] < 1e-4
+    assert lr_factor("constant", 999, total) == 1.0
+
+
+def test_schedule_is_recorded_and_constant_is_available(photo_dir, tmp_path):
+    assert main(train_args(photo_dir, tmp_path / "run", "--epochs", "1", "--lr-schedule", "constant")) == 0
+    assert checkpoint.read_config(tmp_path / "run")["train_args"]["lr_schedule"] == "constant"
