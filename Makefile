@@ -25,6 +25,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/targets.py
 	$(BIN)/python bench/infer.py
 	$(BIN)/python bench/models.py
+	$(BIN)/python bench/train_step.py
 	$(BIN)/python bench/demo.py
 	$(BIN)/python bench/study_load.py
 
@@ -33,8 +34,8 @@ clean:
 
 # The bundled models: trained on ../shared/data/<set>/train on a 2-core CPU (docs/models.md).
 DATA ?= ../shared/data
-TRAIN_FLAGS = --preset effnet-lite0 --options '{"frozen_stages": 4}' --amp bf16 --image-size 128 --input-size 224 \
-	--batch-size 32 --epochs 5 --lr 5e-4 --until-plateau 0.01 --workers 1 --seed 0 --min-chroma 3
+TRAIN_FLAGS = --preset effnet-lite0 --options '{"frozen_stages": 2}' --amp bf16 --image-size 128 --input-size 160 \
+	--batch-size 32 --epochs 12 --lr 1e-3 --time-limit 55 --workers 1 --seed 0 --min-chroma 3
 
 models: $(STAMP)
 	$(BIN)/colorizer train --data $(DATA)/generic/train --val $(DATA)/generic/val $(TRAIN_FLAGS) --out runs/generic

@@ -76,10 +76,13 @@ class EfficientNetColorizer(nn.Module):
         self.frozen = [self.encoder.conv_stem, self.encoder.bn1, *self.encoder.blocks[:frozen_stages]]
         for module in self.frozen:
             module.requires_grad_(False)
-        for module in self.encoder.modules():
-            if isinstance(module, nn.Conv2d) and module.groups > 1:
-                module.register_forward_pre_hook(_depthwise_in_float32)
-                module.register_forward_hook(_resume_autocast)
+        # handles kept so that bench/train_step.py can measure the step without them
+        self.float32_depthwise_hooks = [
+            hook
+            for module in self.encoder.modules() if isinstance(module, nn.Conv2d) and module.groups > 1
+            for hook in (module.register_forward_pre_hook(_depthwise_in_float32),
+                         module.register_forward_hook(_resume_autocast))
+        ]
         channels = self.encoder.feature_info.channels()  # [24, 40, 112, 320]
         self.lateral = nn.ModuleList(nn.Conv2d(c, decoder_width, 1) for c in channels)
         self.smooth = _ConvBNAct(decoder_width, decoder_width)
