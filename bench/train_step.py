@@ -1,6 +1,6 @@
 """One training step of the bundled models' preset on the CPU: depthwise convolutions in bf16 vs float32.
 
-Times `batch_loss` + backward + Adam step of effnet-lite0 (frozen_stages 2, as `make models` trains it)
+Times `train.train_step` (loss, backward, Adam step) of effnet-lite0 (frozen_stages 2, as `make models` trains it)
 on a batch of 32 crops of 128 px under bf16 autocast, with the encoder's depthwise convolutions left to
 autocast (bf16) and run in float32 (the default, `models/efficientnet.py`). Medians of several steps
 after warm-up, both variants interleaved. Last line: `speedup=<bf16 step / float32 step> step_s=<float32>`.
@@ -20,7 +20,7 @@ import torch
 
 from colorizer.models import build_model
 from colorizer.prior import rebalance_weights
-from colorizer.train import batch_loss
+from colorizer.train import train_step
 
 ROUNDS, STEPS = 3, 4
 
@@ -40,10 +40,7 @@ def step_seconds(model, optimizer, rgb, weights, args) -> list[float]:
     times = []
     for _ in range(STEPS):
         start = time.perf_counter()
-        loss = batch_loss(model, rgb, weights, args, torch.device("cpu"))
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        train_step(model, optimizer, rgb, weights, args, torch.device("cpu"))
         times.append(time.perf_counter() - start)
     return times
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import warnings
 from pathlib import Path
@@ -17,9 +16,7 @@ OPTIMIZE_FROM = 10  # photos from which `colorize` freezes the network graph fir
 def cmd_train(args: argparse.Namespace) -> int:
     from colorizer.train import train
 
-    out = train(args)
-    if os.environ.get("RANK", "0") == "0":  # under torchrun every rank returns here
-        print(f"model: {out}")
+    train(args)
     return 0
 
 

@@ -53,6 +53,16 @@ def batch_loss(model: torch.nn.Module, rgb: torch.Tensor, class_weights: torch.T
     return rebalanced_cross_entropy(logits, targets)
 
 
+def train_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, rgb: torch.Tensor,
+               class_weights: torch.Tensor, args: argparse.Namespace, device: torch.device) -> torch.Tensor:
+    """One optimisation step on a batch of uint8 RGB crops; returns the (detached) loss."""
+    loss = batch_loss(model, rgb, class_weights, args, device)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    return loss.detach()
+
+
 def compute_prior(paths: list[Path], size: int, batch_size: int, workers: int, device: torch.device,
                   progress: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
     """Bin counts over every pixel of the (centre-cropped) training photos and the smoothed prior."""
@@ -124,10 +134,7 @@ def train(args: argparse.Namespace) -> Path:
         for step, rgb in enumerate(bar, start=epoch * len(loader)):
             for group in optimizer.param_groups:
                 group["lr"] = args.lr * lr_factor(args.lr_schedule, step, args.epochs * len(loader))
-            loss = batch_loss(model, rgb, class_weights, args, device)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
+            loss = train_step(model, optimizer, rgb, class_weights, args, device)
             total += loss.item() * len(rgb)
             seen += len(rgb)
             bar.set_postfix(loss=f"{total / seen:.4f}", img_s=f"{seen * world / (time.perf_counter() - started):.1f}")
@@ -155,6 +162,8 @@ def train(args: argparse.Namespace) -> Path:
             break
     if world > 1:
         dist.destroy_process_group()
+    if is_main:
+        print(f"model: {out}")
     return out
 
 
