@@ -209,17 +209,15 @@ def load_colorizers(names: list[str], device: str) -> dict[str, Any]:
 
 def baseline_variants(photos: list[Image.Image], generator: torch.Generator) -> dict[str, list[Image.Image]]:
     """Ground truth, gray (L with ab = 0) and random colorization of each photo, at full resolution."""
-    import torch
-
     from colorizer.decode import colorize_lab
     from colorizer.evaluate import random_ab
     from colorizer.images import to_pil
-    from colorizer.infer import Colorizer
+    from colorizer.infer import Colorizer, gray_image
 
     variants: dict[str, list[Image.Image]] = {"ground_truth": photos, "gray": [], "random": []}
     for photo in photos:
         lightness = Colorizer.lightness(photo)
-        variants["gray"].append(to_pil(colorize_lab(lightness, torch.zeros(1, 2, 1, 1))))
+        variants["gray"].append(gray_image(lightness))
         variants["random"].append(to_pil(colorize_lab(lightness, random_ab(tuple(lightness.shape[-2:]), generator))))
     return variants
 
@@ -254,13 +252,13 @@ def classify_variants(
 
 def mcnemar_exact(first: list[bool], second: list[bool]) -> dict[str, Any]:
     """Exact McNemar test of paired correctness: a binomial test of the discordant photos against 50%."""
-    from scipy.stats import binomtest
+    from analysis.votes import proportion_test
 
     first_only = sum(a and not b for a, b in zip(first, second))
     second_only = sum(b and not a for a, b in zip(first, second))
     discordant = first_only + second_only
-    p_value = binomtest(first_only, discordant).pvalue if discordant else 1.0
-    return {"first_only": first_only, "second_only": second_only, "p_value": float(p_value)}
+    p_value = proportion_test(first_only, discordant)["p_value"] if discordant else 1.0
+    return {"first_only": first_only, "second_only": second_only, "p_value": p_value}
 
 
 def paired_comparisons(correct: dict[str, list[bool]], models: list[str]) -> list[dict[str, Any]]:

@@ -25,7 +25,7 @@ def run(args: argparse.Namespace) -> int:
     from colorizer.atomic import atomic_path
     from colorizer.data import scan_folder
     from colorizer.images import open_image
-    from colorizer.infer import Colorizer
+    from colorizer.infer import Colorizer, gray_image
 
     colorizers = [Colorizer.load(name) for name in args.models]
     per_folder = -(-args.rows // len(args.data))
@@ -43,8 +43,7 @@ def run(args: argparse.Namespace) -> int:
         draw.text((i * width + 8, 6), title, fill="black")
     for row, path in enumerate(photos):
         truth = open_image(path).convert("RGB")
-        gray = colorizers[0].predict(truth).gray  # the lightness every model sees
-        images = [gray, *(c.colorize(truth) for c in colorizers), truth]
+        images = [gray_image(Colorizer.lightness(truth)), *(c.colorize(truth) for c in colorizers), truth]
         for col, image in enumerate(images):
             sheet.paste(ImageOps.fit(image, (width, cell), Image.Resampling.LANCZOS), (col * width, header + row * cell))
     with atomic_path(args.out) as tmp:

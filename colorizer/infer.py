@@ -43,6 +43,11 @@ class Prediction:
     uncertainty: torch.Tensor  # (H, W) entropy of the predicted distribution, 0 sure .. 1 uniform
 
 
+def gray_image(lightness: torch.Tensor) -> Image.Image:
+    """L (1, 1, H, W) in [0, 100] with no colour (ab = 0) as an RGB image: the photo as every model sees it."""
+    return to_pil(colorize_lab(lightness, torch.zeros(1, 2, 1, 1)))
+
+
 class Colorizer:
     """A trained network plus its decoding; colorizes PIL images of any size, mode and aspect ratio."""
 
@@ -112,8 +117,7 @@ class Colorizer:
         logits = self.logits(lightness)
         rgb = colorize_lab(lightness, annealed_mean(logits, temperature).cpu())
         uncertainty = upsample(entropy(logits)[:, None].cpu(), tuple(lightness.shape[-2:]))[0, 0]
-        gray = colorize_lab(lightness, torch.zeros(1, 2, 1, 1))
-        return Prediction(to_pil(rgb), to_pil(gray), uncertainty.clamp(0, 1))
+        return Prediction(to_pil(rgb), gray_image(lightness), uncertainty.clamp(0, 1))
 
     def colorize(self, image: Image.Image, temperature: float = DEFAULT_TEMPERATURE) -> Image.Image:
         """An RGB image of the input's size: the input's own lightness with predicted colour."""

@@ -73,7 +73,9 @@ class Models:
         """One colorization; requests that arrive while the network is busy run together as one batch."""
         colorizer = self[name]  # loaded, or an unknown name refused, before it gets a batcher
         with self.lock:
-            batcher = self.batchers.setdefault(name, Batcher(partial(colorize_jobs, colorizer)))
+            if name not in self.batchers:
+                self.batchers[name] = Batcher(partial(colorize_jobs, colorizer))
+            batcher = self.batchers[name]
         return batcher((image, temperature))
 
 
