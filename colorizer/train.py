@@ -86,7 +86,9 @@ def train(args: argparse.Namespace) -> Path:
     _seed_everything(args.seed)
 
     scan = scan_folder(args.data, limit=args.limit, progress=is_main, min_chroma=args.min_chroma)
+    train_set = PhotoDataset(scan.colour, args.image_size, augment=True, min_crop_area=args.min_crop_area)
     val_scan = scan_folder(args.val, limit=args.limit, progress=is_main, min_chroma=args.min_chroma) if args.val else None
+    val_set = PhotoDataset(val_scan.colour, args.image_size, augment=False) if val_scan else None
     if is_main:
         print(f"train: {scan.summary()}" + (f"\nval: {val_scan.summary()}" if val_scan else ""))
 
@@ -113,8 +115,6 @@ def train(args: argparse.Namespace) -> Path:
     if world > 1:
         model = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
 
-    train_set = PhotoDataset(scan.colour, args.image_size, augment=True)
-    val_set = PhotoDataset(val_scan.colour, args.image_size, augment=False) if val_scan else None
     writer = _tensorboard(out) if is_main else None
 
     run_started = time.perf_counter()

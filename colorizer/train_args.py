@@ -15,6 +15,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--image-size", type=int, default=224, help="training crop size (multiple of 32)")
+    parser.add_argument("--min-crop-area", type=float, default=0.35, metavar="FRACTION",
+                        help="smallest share of a photo a training crop covers (random zoom); 1: whole-photo crops")
     parser.add_argument("--input-size", type=int, help="square size inference resizes L to (default: --image-size)")
     parser.add_argument("--lr", type=float, default=3e-5)
     parser.add_argument("--lr-schedule", default="cosine", choices=["cosine", "constant"],

@@ -1,6 +1,9 @@
+import pytest
 import torch
+from PIL import Image
 
 from colorizer.data import MIN_MEAN_CHROMA, PhotoDataset, mean_chroma, scan_folder
+from colorizer.errors import UserError
 from tests.conftest import photo
 
 
@@ -31,3 +34,40 @@ def test_dataset_crops_to_square_uint8(photo_dir):
     item = train[0]
     assert item.shape == (3, 32, 32) and item.dtype == torch.uint8
     assert torch.equal(val[1], val[1])  # centre crops are deterministic
+
+
+def _halves(width: int = 64) -> Image.Image:
+    """Left half red, right half blue: a crop shows both colours unless it zooms into one half."""
+    image = Image.new("RGB", (width, width), (220, 30, 30))
+    image.paste((30, 30, 220), (width // 2, 0, width, width))
+    return image
+
+
+def _one_colour_crops(dataset: PhotoDataset, draws: int = 60) -> int:
+    torch.manual_seed(0)
+    crops = [dataset[0] for _ in range(draws)]
+    return sum(bool((crop[0].int() > crop[2].int()).all() or (crop[0].int() < crop[2].int()).all()) for crop in crops)
+
+
+def test_random_scale_crops_zoom_in(tmp_path):
+    path = tmp_path / "halves.png"
+    _halves().save(path)
+    whole = PhotoDataset([path], 32, augment=True, min_crop_area=1.0)
+    zoom = PhotoDataset([path], 32, augment=True, min_crop_area=0.1)
+    assert _one_colour_crops(whole) == 0
+    assert _one_colour_crops(zoom) > 0
+    assert zoom[0].shape == (3, 32, 32) and zoom[0].dtype == torch.uint8
+
+
+def test_large_photos_are_reduced_before_cropping(tmp_path):
+    path = tmp_path / "large.png"
+    _halves(1000).save(path)
+    dataset = PhotoDataset([path], 32, augment=True, min_crop_area=0.25)
+    assert dataset[0].shape == (3, 32, 32)
+    dataset.transform = lambda image: image  # what the crop sees: shrunk, yet with room to zoom
+    assert 64 <= min(dataset[0].size) < 128
+
+
+def test_crop_area_must_be_a_fraction(tmp_path):
+    with pytest.raises(UserError, match="fraction"):
+        PhotoDataset([], 32, augment=True, min_crop_area=0)
