@@ -137,3 +137,12 @@ def test_cosine_schedule_warms_up_then_decays_to_zero():
 def test_schedule_is_recorded_and_constant_is_available(photo_dir, tmp_path):
     assert main(train_args(photo_dir, tmp_path / "run", "--epochs", "1", "--lr-schedule", "constant")) == 0
     assert checkpoint.read_config(tmp_path / "run")["train_args"]["lr_schedule"] == "constant"
+
+
+def test_cpu_training_flushes_denormals(photo_dir, tmp_path):
+    try:
+        assert main(train_args(photo_dir, tmp_path / "run", "--epochs", "1")) == 0
+        assert float(torch.tensor([1e-39]) * 1.0) == 0.0  # a denormal float32 counts as zero
+    finally:
+        torch.set_flush_denormal(False)
+    assert float(torch.tensor([1e-39]) * 1.0) > 0.0
