@@ -97,7 +97,9 @@ def test_participant_session(live_server):
         page.reload()
         page.locator(".progress-text", has_text="2 / 4").wait_for()
         assert page.locator("#consent").is_hidden()
-        for key in ("ArrowRight", "ArrowLeft"):
+        for answered, key in ((2, "ArrowRight"), (3, "ArrowLeft")):
+            # the previous trial's pictures are still visible until the answer is taken: wait for it
+            page.locator(".progress-text", has_text=f"{answered} / 4").wait_for()
             left.wait_for(state="visible")
             page.keyboard.press(key)
 
