@@ -61,7 +61,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--temperature", type=float, default=0.38,
                         help="annealed-mean temperature of the colorizations (default 0.38, the paper's)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the random colorization (default 0)")
-    parser.add_argument("--device", default="cpu", help="cpu or cuda")
+    parser.add_argument("--device", default="auto", help="auto (a CUDA GPU where there is one), cpu, cuda or cuda:N")
     parser.set_defaults(func=run_classify)
 
 
@@ -139,7 +139,7 @@ class Classifier:
             return self.network(self.preprocess(images).to(device)).argmax(1).cpu()
 
 
-def load_classifier(spec: str, device: str = "cpu") -> Classifier:
+def load_classifier(spec: str, device: str | torch.device = "cpu") -> Classifier:
     """`efficientnet_lite0` or `vgg16_bn[:WEIGHTS]` as a Classifier in evaluation mode."""
     name, _, weights = spec.partition(":")
     if name == "efficientnet_lite0":
@@ -194,7 +194,7 @@ def load_state_dict_file(network: nn.Module, path: Path) -> nn.Module:
 # Colorizations
 
 
-def load_colorizers(names: list[str], device: str) -> dict[str, Any]:
+def load_colorizers(names: list[str], device: str | torch.device) -> dict[str, Any]:
     """Each model by the name its column gets; names must be distinct and not those of the baselines."""
     from colorizer.infer import Colorizer
 
@@ -338,12 +338,14 @@ def render_predictions(photos: LabelledPhotos, predictions: dict[str, list[int]]
 
 def run_classify(args: argparse.Namespace) -> int:
     from colorizer.atomic import write_text
+    from colorizer.device import resolve_device
 
     if args.batch_size < 1:
         raise UserError("--batch-size must be at least 1")
     photos = labelled_photos(args.data, args.limit)  # first: bad folders fail before any model loads
-    classifier = load_classifier(args.classifier, args.device)
-    colorizers = load_colorizers(args.models, args.device)
+    device = resolve_device(args.device)
+    classifier = load_classifier(args.classifier, device)
+    colorizers = load_colorizers(args.models, device)
     predictions = classify_variants(photos, classifier, colorizers, batch_size=args.batch_size,
                                     temperature=args.temperature, seed=args.seed)
     table = {

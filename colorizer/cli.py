@@ -11,6 +11,7 @@ from pathlib import Path
 from colorizer.errors import UserError
 
 OPTIMIZE_FROM = 10  # photos from which `colorize` freezes the network graph first
+DEVICE_HELP = "auto (a CUDA GPU where there is one), cpu, cuda or cuda:N"
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -21,16 +22,14 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_prior(args: argparse.Namespace) -> int:
-    import torch
-
     from colorizer.atomic import write_text
     from colorizer.data import scan_folder
+    from colorizer.device import resolve_device
     from colorizer.train import compute_prior
 
+    device = resolve_device(args.device)
     scan = scan_folder(args.data, limit=args.limit)
     print(scan.summary())
-    device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else
-                          ("cpu" if args.device == "auto" else args.device))
     counts, prior = compute_prior(scan.colour, args.image_size, args.batch_size, args.workers, device)
     write_text(args.out, json.dumps({"data": str(args.data), "images": len(scan.colour), "pixels": int(counts.sum()),
                                      "image_size": args.image_size, "sigma": 5.0, "counts": counts.tolist(),
@@ -122,7 +121,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", default="generic", help="bundled model name (generic, dogs), checkpoint file or run folder")
     p.add_argument("--temperature", type=float, default=0.38, help="annealed-mean temperature: ~0 vivid, 1 the mean")
     p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--device", default="cpu", help="cpu or cuda")
+    p.add_argument("--device", default="auto", help=DEVICE_HELP)
     p.set_defaults(func=cmd_colorize)
 
     p = sub.add_parser("prior", help="count the ab bins of a dataset: the smoothed prior for rebalancing")
@@ -132,7 +131,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--limit", type=int, help="use at most this many images")
-    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--device", default="auto", help=DEVICE_HELP)
     p.set_defaults(func=cmd_prior)
 
     p = sub.add_parser("eval", help="AuC, rebalanced AuC, colourfulness and PSNR on held-out photos")
@@ -142,6 +141,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, help="evaluate at most this many photos")
     p.add_argument("--temperature", type=float, default=0.38)
     p.add_argument("--seed", type=int, default=0, help="seed of the random colorization baseline")
+    p.add_argument("--device", default="auto", help=DEVICE_HELP)
     p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser("demo", help="the browser demo (Gradio)")

@@ -110,7 +110,7 @@ def format_table(results: dict[str, dict], title: str) -> str:
 def run_eval(args: argparse.Namespace) -> dict[str, dict]:
     from colorizer.infer import Colorizer
 
-    colorizer = Colorizer.load(args.model)
+    colorizer = Colorizer.load(args.model, device=args.device)
     scan = scan_folder(args.data, limit=args.limit)
     if scan.gray or scan.corrupt:
         print(f"evaluating {scan.summary()}")

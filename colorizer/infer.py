@@ -16,6 +16,7 @@ from PIL import Image
 from colorizer import checkpoint
 from colorizer.color import normalize_l, rgb_to_lab
 from colorizer.decode import DEFAULT_TEMPERATURE, annealed_mean, colorize_lab, entropy, upsample
+from colorizer.device import resolve_device
 from colorizer.errors import UserError
 from colorizer.images import check_size, to_pil, to_rgb_tensor
 
@@ -53,7 +54,7 @@ class Colorizer:
 
     def __init__(self, model: torch.nn.Module, config: dict[str, Any], device: str | torch.device = "cpu",
                  precision: str = "auto", optimize: bool = False, name: str | None = None):
-        self.device = torch.device(device)
+        self.device = resolve_device(device)
         self.config = config
         self.name = name or config.get("name", "model")
         self.input_size = int(config.get("input_size", 224))
@@ -78,10 +79,11 @@ class Colorizer:
         return frozen
 
     @classmethod
-    def load(cls, name_or_path: str | os.PathLike = DEFAULT_MODEL, device: str = "cpu",
+    def load(cls, name_or_path: str | os.PathLike = DEFAULT_MODEL, device: str | torch.device = "cpu",
              precision: str = "auto", optimize: bool = False) -> "Colorizer":
         """A bundled model by name ("generic", "dogs"), a checkpoint file (.safetensors/.json) or a run folder.
 
+        `device` is "cpu", "cuda", "cuda:N" or "auto" (a CUDA GPU where there is one);
         `precision` is "auto" (bf16 where the device computes it natively), "bf16" or "fp32";
         `optimize` freezes the network into a faster graph (a few seconds once; see `_frozen_graph`).
         """

@@ -28,6 +28,7 @@ from colorizer.bins import ab_bins
 from colorizer.color import normalize_l, rgb_to_lab
 from colorizer.data import PhotoDataset, scan_folder
 from colorizer.decode import annealed_mean, colorize_lab
+from colorizer.device import resolve_device
 from colorizer.errors import UserError
 from colorizer.loss import encode_targets, rebalanced_cross_entropy
 from colorizer.models import build_model, preset_options
@@ -253,17 +254,14 @@ def _plateaued(history: list[dict[str, Any]], threshold: float) -> bool:
 
 def _setup_distributed(requested: str) -> tuple[int, int, torch.device]:
     world = int(os.environ.get("WORLD_SIZE", "1"))
-    if requested == "auto":
-        requested = "cuda" if torch.cuda.is_available() else "cpu"
-    if requested == "cuda" and not torch.cuda.is_available():
-        raise UserError("--device cuda: no CUDA GPU is available")
+    device = resolve_device(requested)
     if world == 1:
-        return 0, 1, torch.device(requested)
+        return 0, 1, device
     local_rank = int(os.environ["LOCAL_RANK"])
-    if requested == "cuda":
+    if device.type == "cuda":
         torch.cuda.set_device(local_rank)
-    dist.init_process_group("nccl" if requested == "cuda" else "gloo")
-    device = torch.device("cuda", local_rank) if requested == "cuda" else torch.device("cpu")
+        device = torch.device("cuda", local_rank)
+    dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
     return dist.get_rank(), world, device
 
 

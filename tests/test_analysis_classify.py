@@ -133,6 +133,15 @@ def test_limit_caps_the_photos(tmp_path: Path, tiny_checkpoint: Path, tiny_vgg: 
     assert len((tmp_path / "out" / "predictions.csv").read_text().splitlines()) == 3
 
 
+def test_a_missing_gpu_is_a_user_error_before_any_model_loads(tmp_path: Path, tiny_checkpoint: Path, monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    data = make_imagefolder(tmp_path / "photos")
+    args = parse(["--models", tiny_checkpoint, "--data", data, "--out", tmp_path / "out", "--device", "cuda"])
+    with pytest.raises(UserError, match="no CUDA GPU is available"):
+        args.func(args)
+    assert not (tmp_path / "out").exists()
+
+
 def test_mcnemar_counts_only_discordant_photos():
     result = classify.mcnemar_exact([True, True, True, False, True], [True, False, False, False, True])
     assert (result["first_only"], result["second_only"]) == (2, 0)

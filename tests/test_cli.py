@@ -72,6 +72,24 @@ def test_bad_invocations(tiny_checkpoint, tmp_path, capsys, setup, message):
     assert code == 1 and message in err and len(err.strip().splitlines()) == 1
 
 
+@pytest.mark.parametrize("command", ["colorize", "eval", "prior"])
+def test_a_missing_gpu_is_a_one_line_error(tiny_checkpoint, tmp_path, capsys, monkeypatch, command):
+    monkeypatch.setattr("torch.cuda.is_available", lambda: False)
+    photo(8, 8).save(tmp_path / "p.png")
+    argv = {"colorize": ["colorize", tmp_path / "p.png", "--out", tmp_path / "out", "--model", tiny_checkpoint],
+            "eval": ["eval", "--model", tiny_checkpoint, "--data", tmp_path],
+            "prior": ["prior", tmp_path, "--out", tmp_path / "prior.json"]}[command]
+    code, _, err = run(capsys, *argv, "--device", "cuda")
+    assert code == 1 and err.strip() == "error: device 'cuda': no CUDA GPU is available"
+    assert not (tmp_path / "out").exists() and not (tmp_path / "prior.json").exists()
+
+
+def test_eval_runs_on_the_requested_device(tiny_checkpoint, tmp_path, capsys):
+    photo(24, 16).save(tmp_path / "p.png")
+    code, out, _ = run(capsys, "eval", "--model", tiny_checkpoint, "--data", tmp_path, "--device", "cpu")
+    assert code == 0 and "ground_truth" in out
+
+
 def test_too_many_megapixels(tiny_checkpoint, tmp_path, capsys, monkeypatch):
     import colorizer.images
 
