@@ -16,6 +16,7 @@ from itertools import combinations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from colorizer.device import DEVICE_HELP
 from colorizer.errors import UserError
 
 if TYPE_CHECKING:
@@ -61,7 +62,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--temperature", type=float, default=0.38,
                         help="annealed-mean temperature of the colorizations (default 0.38, the paper's)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the random colorization (default 0)")
-    parser.add_argument("--device", default="auto", help="auto (a CUDA GPU where there is one), cpu, cuda or cuda:N")
+    parser.add_argument("--device", default="auto", help=DEVICE_HELP)
     parser.set_defaults(func=run_classify)
 
 

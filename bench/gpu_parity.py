@@ -49,8 +49,11 @@ def compare(name: str, images: list[Image.Image]) -> None:
         cuda_loss = batch_loss(model.to(CUDA), crops, weights.to(CUDA), args, CUDA).item()
         args.amp = "bf16"
         bf16_loss = batch_loss(model, crops, weights.to(CUDA), args, CUDA).item()
-    ab_cpu, ab_cuda = lab_batch(crops, CPU)[1], lab_batch(crops, CUDA)[1].cpu()
-    same = (encode_targets(ab_cpu, weights).bins[:, 0] == encode_targets(ab_cuda, weights).bins[:, 0]).float().mean()
+    ab_cpu, ab_cuda = lab_batch(crops, CPU)[1], lab_batch(crops, CUDA)[1]
+    bins_cpu = encode_targets(ab_cpu, weights).bins[:, 0]
+    bins_cuda = encode_targets(ab_cuda, weights.to(CUDA)).bins[:, 0].cpu()  # the targets as training makes them
+    same = (bins_cpu == bins_cuda).float().mean()
+    ab_cuda = ab_cuda.cpu()
     print(f"{name}: loss cpu fp32 {cpu_loss:.5f}, cuda fp32 {cuda_loss:.5f}, cuda bf16 {bf16_loss:.5f}; "
           f"max |d ab| {(ab_cpu - ab_cuda).abs().max().item():.2e}; same nearest bin {same.item():.2%}")
     reference, seconds = timed_colorize(Colorizer.load(name, device="cpu", precision="fp32"), images)

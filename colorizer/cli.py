@@ -8,10 +8,10 @@ import sys
 import warnings
 from pathlib import Path
 
+from colorizer.device import DEVICE_HELP
 from colorizer.errors import UserError
 
 OPTIMIZE_FROM = 10  # photos from which `colorize` freezes the network graph first
-DEVICE_HELP = "auto (a CUDA GPU where there is one), cpu, cuda or cuda:N"
 
 
 def cmd_train(args: argparse.Namespace) -> int:
