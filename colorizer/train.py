@@ -90,6 +90,11 @@ def train(args: argparse.Namespace) -> Path:
         print(f"nothing to resume in {out}; starting fresh")
     config = checkpoint.read_config(out) if resume else None
     _seed_everything(args.seed)
+    # the network first: a bad preset or option fails before minutes of scanning photos
+    options = preset_options(args.preset, **_json_options(args.options))
+    model = build_model(args.preset, **options).to(device).to(memory_format=torch.channels_last)
+    optimizer = torch.optim.Adam(parameter_groups(model, args.encoder_lr_factor), lr=args.lr, betas=(0.9, 0.99),
+                                 weight_decay=args.weight_decay)
 
     scan = scan_folder(args.data, limit=args.limit, progress=is_main, min_chroma=args.min_chroma)
     train_set = PhotoDataset(scan.colour, args.image_size, augment=True, min_crop_area=args.min_crop_area)
@@ -106,10 +111,6 @@ def train(args: argparse.Namespace) -> Path:
         prior = compute_prior(scan.colour, args.image_size, args.batch_size, args.workers, device, is_main)[1]
     class_weights = rebalance_weights(prior, mix=args.mix).to(device)
 
-    options = preset_options(args.preset, **_json_options(args.options))
-    model = build_model(args.preset, **options).to(device).to(memory_format=torch.channels_last)
-    params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.Adam(params, lr=args.lr, betas=(0.9, 0.99), weight_decay=args.weight_decay)
     history: list[dict[str, Any]] = []
     start_epoch = 0
     if resume:
@@ -139,7 +140,8 @@ def train(args: argparse.Namespace) -> Path:
         bar = tqdm(loader, desc=f"epoch {epoch + 1}/{args.epochs}", disable=not is_main)
         for step, rgb in enumerate(bar, start=epoch * len(loader)):
             for group in optimizer.param_groups:
-                group["lr"] = args.lr * lr_factor(args.lr_schedule, step, args.epochs * len(loader))
+                group["lr"] = args.lr * group.get("lr_scale", 1.0) * lr_factor(args.lr_schedule, step,
+                                                                                args.epochs * len(loader))
             loss = train_step(model, optimizer, rgb, class_weights, args, device)
             total += loss.item() * len(rgb)
             seen += len(rgb)
@@ -171,6 +173,18 @@ def train(args: argparse.Namespace) -> Path:
     if is_main:
         print(f"model: {out}")
     return out
+
+
+def parameter_groups(model: torch.nn.Module, encoder_lr_factor: float = 1.0) -> list[dict[str, Any]]:
+    """The trainable parameters as optimizer groups; a pretrained encoder's learn at `encoder_lr_factor`
+    times the learning rate (`lr_scale`), so that fine-tuning keeps more of what ImageNet taught it."""
+    trainable = [(name, p) for name, p in model.named_parameters() if p.requires_grad]
+    if encoder_lr_factor == 1:
+        return [{"params": [p for _, p in trainable], "lr_scale": 1.0}]
+    if not hasattr(model, "encoder"):
+        raise UserError("--encoder-lr-factor needs a preset with a pretrained encoder (effnet-lite0)")
+    return [{"params": [p for name, p in trainable if name.startswith("encoder.")], "lr_scale": encoder_lr_factor},
+            {"params": [p for name, p in trainable if not name.startswith("encoder.")], "lr_scale": 1.0}]
 
 
 def lr_factor(schedule: str, step: int, total_steps: int, warmup_fraction: float = 0.03) -> float:

@@ -21,7 +21,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--lr", type=float, default=3e-5)
     parser.add_argument("--lr-schedule", default="cosine", choices=["cosine", "constant"],
                         help="cosine: short warm-up, then decay to zero over --epochs")
-    parser.add_argument("--weight-decay", type=float, default=1e-3)
+    parser.add_argument("--weight-decay", type=float, default=1e-3,
+                        help="L2 term of Adam, as in the paper; at learning rates far above its 3e-5 it erodes "
+                             "a pretrained encoder (docs/models.md)")
+    parser.add_argument("--encoder-lr-factor", type=float, default=1.0, metavar="FACTOR",
+                        help="a pretrained encoder learns at FACTOR x --lr (effnet-lite0; the decoder at --lr)")
     parser.add_argument("--mix", type=float, default=0.5, help="uniform mixing lambda of the rebalancing")
     parser.add_argument("--neighbours", type=int, default=5, help="bins per soft target")
     parser.add_argument("--sigma", type=float, default=5.0, help="Gaussian kernel of the soft targets (ab units)")

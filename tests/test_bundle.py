@@ -1,8 +1,17 @@
+import argparse
+import re
+import shlex
+from pathlib import Path
+
+import pytest
 from safetensors.torch import load_file
 
 from colorizer import bundle, checkpoint
 from colorizer.infer import Colorizer
+from colorizer.train_args import add_arguments
 from tests.conftest import photo
+
+MAKEFILE = Path(__file__).resolve().parents[1] / "Makefile"
 
 
 def test_bundle_stores_a_named_half_precision_model(tiny_checkpoint, tmp_path, monkeypatch):
@@ -12,3 +21,24 @@ def test_bundle_stores_a_named_half_precision_model(tiny_checkpoint, tmp_path, m
     assert all(t.dtype.is_floating_point is False or t.dtype.itemsize == 2 for t in load_file(str(path)).values())
     assert checkpoint.read_config(path)["name"] == tiny_checkpoint.name
     assert Colorizer.load(path).colorize(photo(20, 10)).size == (20, 10)
+
+
+def makefile_flags(variable: str) -> list[str]:
+    text = MAKEFILE.read_text().replace("\\\n", " ")
+    match = re.search(rf"^{variable}\s*=(.*)$", text, flags=re.MULTILINE)
+    assert match, f"{variable} is not set in the Makefile"
+    return shlex.split(match.group(1))
+
+
+@pytest.mark.parametrize("name", ["generic", "dogs"])
+def test_bundled_models_record_the_documented_training_command(name):
+    """`make models` (and docs/models.md) must reproduce the weights that ship: same flags, same recipe."""
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    flags = makefile_flags("TRAIN_FLAGS") + makefile_flags(f"{name.upper()}_FLAGS")
+    documented = vars(parser.parse_args(["--data", "photos", "--out", "run", *flags]))
+    recorded = checkpoint.read_config(bundle.WEIGHTS_DIR / f"{name}.safetensors")["train_args"]
+    # options added after a model was trained are absent from its record; paths differ by machine
+    compared = (documented.keys() & recorded.keys()) - {"data", "val", "out"}
+    assert {"lr", "weight_decay", "epochs", "options", "image_size"} <= compared
+    assert {key: recorded[key] for key in compared} == {key: documented[key] for key in compared}

@@ -12,7 +12,8 @@ from colorizer.cli import main
 from colorizer.data import PhotoDataset
 from colorizer.loss import encode_targets
 from colorizer.prior import rebalance_weights
-from colorizer.train import lab_batch, lr_factor
+from colorizer.models import build_model
+from colorizer.train import lab_batch, lr_factor, parameter_groups
 from tests.conftest import TINY_OPTIONS
 
 
@@ -88,6 +89,7 @@ def test_until_plateau_stops_early(photo_dir, tmp_path):
     (("--image-size", "30"), "multiple of 32"),
     (("--options", "[1]"), "JSON object"),
     (("--preset", "nope"), "unknown preset"),
+    (("--encoder-lr-factor", "0.1"), "pretrained encoder"),
 ])
 def test_bad_arguments_are_one_line_errors(photo_dir, tmp_path, capsys, extra, message):
     assert main(train_args(photo_dir, tmp_path / "run", *extra)) == 1
@@ -146,3 +148,26 @@ def test_cpu_training_flushes_denormals(photo_dir, tmp_path):
     finally:
         torch.set_flush_denormal(False)
     assert float(torch.tensor([1e-39]) * 1.0) > 0.0
+
+
+def test_a_pretrained_encoder_learns_at_its_own_rate():
+    model = build_model("effnet-lite0", pretrained=False, frozen_stages=2)
+    trainable = {id(p) for p in model.parameters() if p.requires_grad}
+    encoder = {id(p) for p in model.encoder.parameters() if p.requires_grad}
+    (single,) = parameter_groups(model)
+    assert {id(p) for p in single["params"]} == trainable and single["lr_scale"] == 1
+    slow, fast = parameter_groups(model, 0.1)
+    assert {id(p) for p in slow["params"]} == encoder and slow["lr_scale"] == 0.1
+    assert {id(p) for p in fast["params"]} == trainable - encoder and fast["lr_scale"] == 1
+    assert encoder and trainable - encoder
+
+
+def test_encoder_lr_factor_scales_the_encoder_steps(photo_dir, tmp_path):
+    run = tmp_path / "run"
+    args = [a for a in train_args(photo_dir, run, "--epochs", "1", "--lr", "1e-3", "--encoder-lr-factor", "0.25")]
+    args[args.index("zhang2016")] = "effnet-lite0"
+    args[args.index(json.dumps(TINY_OPTIONS))] = json.dumps({"pretrained": False, "frozen_stages": 2})
+    assert main(args) == 0
+    groups = json.loads((run / "optimizer.json").read_text())["param_groups"]
+    assert [g["lr_scale"] for g in groups] == [0.25, 1.0]
+    assert groups[0]["lr"] == pytest.approx(0.25 * groups[1]["lr"]) and groups[1]["lr"] > 0
