@@ -89,6 +89,10 @@ def train(args: argparse.Namespace) -> Path:
     if args.resume and not resume and is_main:
         print(f"nothing to resume in {out}; starting fresh")
     config = checkpoint.read_config(out) if resume else None
+    if config is not None and config["train_args"].get("encoder_lr_factor", 1.0) != args.encoder_lr_factor:
+        # the optimizer's groups (and their saved learning-rate scales) depend on it
+        raise UserError(f"{out} was trained with --encoder-lr-factor "
+                        f"{config['train_args'].get('encoder_lr_factor', 1.0):g}; resume it with the same")
     _seed_everything(args.seed)
     # the network first: a bad preset or option fails before minutes of scanning photos
     options = preset_options(args.preset, **_json_options(args.options))
@@ -176,7 +180,7 @@ def train(args: argparse.Namespace) -> Path:
 
 
 def parameter_groups(model: torch.nn.Module, encoder_lr_factor: float = 1.0) -> list[dict[str, Any]]:
-    """The trainable parameters as optimizer groups; a pretrained encoder's learn at `encoder_lr_factor`
+    """The trainable parameters as optimizer groups; the encoder's parameters learn at `encoder_lr_factor`
     times the learning rate (`lr_scale`), so that fine-tuning keeps more of what ImageNet taught it."""
     trainable = [(name, p) for name, p in model.named_parameters() if p.requires_grad]
     if encoder_lr_factor == 1:

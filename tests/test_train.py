@@ -164,10 +164,21 @@ def test_a_pretrained_encoder_learns_at_its_own_rate():
 
 def test_encoder_lr_factor_scales_the_encoder_steps(photo_dir, tmp_path):
     run = tmp_path / "run"
-    args = [a for a in train_args(photo_dir, run, "--epochs", "1", "--lr", "1e-3", "--encoder-lr-factor", "0.25")]
+    args = train_args(photo_dir, run, "--epochs", "1", "--lr", "1e-3", "--encoder-lr-factor", "0.25")
     args[args.index("zhang2016")] = "effnet-lite0"
     args[args.index(json.dumps(TINY_OPTIONS))] = json.dumps({"pretrained": False, "frozen_stages": 2})
     assert main(args) == 0
     groups = json.loads((run / "optimizer.json").read_text())["param_groups"]
     assert [g["lr_scale"] for g in groups] == [0.25, 1.0]
     assert groups[0]["lr"] == pytest.approx(0.25 * groups[1]["lr"]) and groups[1]["lr"] > 0
+
+
+def test_resuming_with_another_encoder_lr_factor_is_a_one_line_error(photo_dir, tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(train_args(photo_dir, run, "--epochs", "1")) == 0
+    before = (run / "model.safetensors").read_bytes()
+    capsys.readouterr()
+    assert main(train_args(photo_dir, run, "--epochs", "2", "--resume", "--encoder-lr-factor", "0.5")) == 1
+    err = capsys.readouterr().err
+    assert "--encoder-lr-factor 1" in err and "Traceback" not in err
+    assert (run / "model.safetensors").read_bytes() == before
