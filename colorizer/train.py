@@ -89,10 +89,10 @@ def train(args: argparse.Namespace) -> Path:
     if args.resume and not resume and is_main:
         print(f"nothing to resume in {out}; starting fresh")
     config = checkpoint.read_config(out) if resume else None
-    if config is not None and config["train_args"].get("encoder_lr_factor", 1.0) != args.encoder_lr_factor:
+    trained_factor = config["train_args"].get("encoder_lr_factor", 1.0) if config else args.encoder_lr_factor
+    if trained_factor != args.encoder_lr_factor:
         # the optimizer's groups (and their saved learning-rate scales) depend on it
-        raise UserError(f"{out} was trained with --encoder-lr-factor "
-                        f"{config['train_args'].get('encoder_lr_factor', 1.0):g}; resume it with the same")
+        raise UserError(f"{out} was trained with --encoder-lr-factor {trained_factor:g}; resume it with the same")
     _seed_everything(args.seed)
     # the network first: a bad preset or option fails before minutes of scanning photos
     options = preset_options(args.preset, **_json_options(args.options))
@@ -143,9 +143,9 @@ def train(args: argparse.Namespace) -> Path:
         total, seen, started = 0.0, 0, time.perf_counter()
         bar = tqdm(loader, desc=f"epoch {epoch + 1}/{args.epochs}", disable=not is_main)
         for step, rgb in enumerate(bar, start=epoch * len(loader)):
+            lr = args.lr * lr_factor(args.lr_schedule, step, args.epochs * len(loader))
             for group in optimizer.param_groups:
-                group["lr"] = args.lr * group.get("lr_scale", 1.0) * lr_factor(args.lr_schedule, step,
-                                                                                args.epochs * len(loader))
+                group["lr"] = lr * group.get("lr_scale", 1.0)  # no lr_scale in checkpoints from before it
             loss = train_step(model, optimizer, rgb, class_weights, args, device)
             total += loss.item() * len(rgb)
             seen += len(rgb)
