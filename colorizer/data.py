@@ -83,6 +83,18 @@ def scan_folder(root: str | os.PathLike, limit: int | None = None, progress: boo
     return scan
 
 
+def hold_out(paths: list[Path], fraction: float) -> tuple[list[Path], list[Path]]:
+    """Split sorted photo paths into (train, held out): every round(1 / fraction)-th photo is held out,
+    so each class folder gives about its share and the split is the same on every run and machine.
+    `fraction` lies in (0, 0.5]."""
+    step = round(1 / fraction)
+    held = paths[::step]
+    train = [path for i, path in enumerate(paths) if i % step]
+    if not train:
+        raise UserError(f"--holdout {fraction:g} leaves no photos to train on among {len(paths)}")
+    return train, held
+
+
 class PhotoDataset(Dataset):
     """uint8 RGB crops (3, size, size) of photos.
 

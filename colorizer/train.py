@@ -26,7 +26,7 @@ from tqdm import tqdm
 from colorizer import checkpoint
 from colorizer.bins import ab_bins
 from colorizer.color import normalize_l, rgb_to_lab
-from colorizer.data import PhotoDataset, scan_folder
+from colorizer.data import PhotoDataset, hold_out, scan_folder
 from colorizer.decode import annealed_mean, colorize_lab
 from colorizer.device import resolve_device
 from colorizer.errors import UserError
@@ -77,6 +77,10 @@ def compute_prior(paths: list[Path], size: int, batch_size: int, workers: int, d
 def train(args: argparse.Namespace) -> Path:
     if args.image_size % 32:
         raise UserError(f"--image-size must be a multiple of 32, got {args.image_size}")
+    if not 0 <= args.holdout <= 0.5:
+        raise UserError(f"--holdout must be between 0 and 0.5, got {args.holdout:g}")
+    if args.holdout and args.val:
+        raise UserError("--holdout and --val both name the validation photos: pass one of them")
     rank, world, device = _setup_distributed(args.device)
     if device.type == "cpu":
         # As training goes on, weights and gradients reach denormal floats, which the CPU computes
@@ -101,18 +105,25 @@ def train(args: argparse.Namespace) -> Path:
                                  weight_decay=args.weight_decay)
 
     scan = scan_folder(args.data, limit=args.limit, progress=is_main, min_chroma=args.min_chroma)
-    train_set = PhotoDataset(scan.colour, args.image_size, augment=True, min_crop_area=args.min_crop_area)
-    val_scan = scan_folder(args.val, limit=args.limit, progress=is_main, min_chroma=args.min_chroma) if args.val else None
-    val_set = PhotoDataset(val_scan.colour, args.image_size, augment=False) if val_scan else None
+    train_paths, val_paths, val_summary = scan.colour, [], ""
+    if args.holdout:
+        train_paths, val_paths = hold_out(scan.colour, args.holdout)
+        val_summary = f"{len(val_paths)} colour photos held out of --data"
+    elif args.val:
+        val_scan = scan_folder(args.val, limit=args.limit, progress=is_main, min_chroma=args.min_chroma)
+        val_paths, val_summary = val_scan.colour, val_scan.summary()
+    train_set = PhotoDataset(train_paths, args.image_size, augment=True, min_crop_area=args.min_crop_area)
+    val_set = PhotoDataset(val_paths, args.image_size, augment=False) if val_paths else None
     if is_main:
-        print(f"train: {scan.summary()}" + (f"\nval: {val_scan.summary()}" if val_scan else ""))
+        held = f"{len(train_paths)} of " if args.holdout else ""
+        print(f"train: {held}{scan.summary()}" + (f"\nval: {val_summary}" if val_paths else ""))
 
     if config is not None:
         prior = torch.tensor(config["prior"], dtype=torch.float64)
     elif args.prior:
         prior = torch.tensor(json.loads(Path(args.prior).read_text())["prior"], dtype=torch.float64)
     else:
-        prior = compute_prior(scan.colour, args.image_size, args.batch_size, args.workers, device, is_main)[1]
+        prior = compute_prior(train_paths, args.image_size, args.batch_size, args.workers, device, is_main)[1]
     class_weights = rebalance_weights(prior, mix=args.mix).to(device)
 
     history: list[dict[str, Any]] = []
@@ -158,8 +169,10 @@ def train(args: argparse.Namespace) -> Path:
         if is_main:
             print(json.dumps(record))
             _log(writer, record)
-            config = _config(args, options, prior, epoch + 1, history, scan, val_scan)
+            config = _config(args, options, prior, epoch + 1, history, scan, len(train_paths), len(val_paths))
             checkpoint.save_model(out / checkpoint.MODEL_STEM, model, config)
+            if args.keep_epochs:
+                checkpoint.save_model(out / f"{checkpoint.MODEL_STEM}_epoch{epoch + 1:03d}", model, config)
             checkpoint.save_optimizer(out, optimizer)
             if val_set is not None:
                 save_samples(model, val_set, out / f"samples_epoch{epoch + 1:03d}.png", device)
@@ -233,7 +246,7 @@ def save_samples(model, dataset, path: Path, device: torch.device) -> None:
         save_image(torch.cat(rows), tmp, nrow=len(rgb), format="png")
 
 
-def _config(args, options, prior, epoch, history, scan, val_scan) -> dict[str, Any]:
+def _config(args, options, prior, epoch, history, scan, train_images, val_images) -> dict[str, Any]:
     return {
         "preset": args.preset,
         "options": options,
@@ -246,8 +259,8 @@ def _config(args, options, prior, epoch, history, scan, val_scan) -> dict[str, A
         "epoch": epoch,
         "history": history,
         "data": {"train": str(args.data), "val": str(args.val) if args.val else None,
-                 "train_images": len(scan.colour), "dropped_gray": len(scan.gray), "dropped_corrupt": len(scan.corrupt),
-                 "val_images": len(val_scan.colour) if val_scan else 0},
+                 "train_images": train_images, "dropped_gray": len(scan.gray), "dropped_corrupt": len(scan.corrupt),
+                 "val_images": val_images},
         "train_args": {k: v for k, v in vars(args).items() if k != "func"},
     }
 

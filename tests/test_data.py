@@ -1,8 +1,10 @@
+from pathlib import Path
+
 import pytest
 import torch
 from PIL import Image
 
-from colorizer.data import MIN_MEAN_CHROMA, PhotoDataset, mean_chroma, scan_folder
+from colorizer.data import MIN_MEAN_CHROMA, PhotoDataset, hold_out, mean_chroma, scan_folder
 from colorizer.errors import UserError
 from tests.conftest import photo
 
@@ -71,3 +73,17 @@ def test_large_photos_are_reduced_before_cropping(tmp_path):
 def test_crop_area_must_be_a_fraction(tmp_path):
     with pytest.raises(UserError, match="fraction"):
         PhotoDataset([], 32, augment=True, min_crop_area=0)
+
+
+def test_hold_out_takes_every_kth_photo_across_the_folders():
+    paths = [Path(f"class{c}/{i:02d}.jpg") for c in range(3) for i in range(10)]
+    train, held = hold_out(paths, 0.1)
+    assert held == paths[::10] and len(train) == 27
+    assert sorted(train + held) == sorted(paths) and not set(train) & set(held)
+    assert {p.parent for p in held} == {Path("class0"), Path("class1"), Path("class2")}
+    assert hold_out(paths, 0.1) == (train, held)  # no randomness: the same split on every run
+
+
+def test_hold_out_refuses_to_leave_nothing_to_train_on():
+    with pytest.raises(UserError, match="no photos to train on"):
+        hold_out([Path("only.jpg")], 0.5)

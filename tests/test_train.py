@@ -9,11 +9,11 @@ from safetensors.torch import load_file
 
 from colorizer import checkpoint
 from colorizer.cli import main
-from colorizer.data import PhotoDataset
+from colorizer.data import PhotoDataset, scan_folder
 from colorizer.loss import encode_targets
 from colorizer.prior import rebalance_weights
 from colorizer.models import build_model
-from colorizer.train import lab_batch, lr_factor, parameter_groups
+from colorizer.train import compute_prior, lab_batch, lr_factor, parameter_groups
 from tests.conftest import TINY_OPTIONS
 
 
@@ -68,6 +68,27 @@ def test_run_folder_contents(photo_dir, tmp_path):
     assert config["train_args"]["lr"] == pytest.approx(3e-5)
 
 
+def test_holdout_validates_on_part_of_the_data_and_keeps_every_epoch(photo_dir, tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(train_args(photo_dir, run, "--epochs", "2", "--holdout", "0.5", "--keep-epochs",
+                      "--batch-size", "2", "--lr", "1e-3")) == 0
+    config = checkpoint.read_config(run)
+    # six colour photos: every second one held out, and the prior counts only the other three
+    assert (config["data"]["train_images"], config["data"]["val_images"]) == (3, 3)
+    colour = scan_folder(photo_dir, progress=False).colour
+    train_prior = compute_prior(colour[1::2], 32, 4, 0, torch.device("cpu"), False)[1]
+    assert torch.allclose(torch.tensor(config["prior"], dtype=torch.float64), train_prior)
+    assert all("val_loss" in record for record in config["history"])
+    assert "train: 3 of 6 colour photos" in capsys.readouterr().out
+    for epoch in (1, 2):
+        kept = checkpoint.read_config(run / f"model_epoch{epoch:03d}.safetensors")
+        assert kept["epoch"] == epoch
+    last, second = load_file(str(run / "model.safetensors")), load_file(str(run / "model_epoch002.safetensors"))
+    first = load_file(str(run / "model_epoch001.safetensors"))
+    assert all(torch.equal(last[name], second[name]) for name in last)
+    assert not all(torch.equal(last[name], first[name]) for name in last)
+
+
 def test_resume_equals_an_uninterrupted_run(photo_dir, tmp_path):
     common = ("--lr", "1e-3", "--seed", "3")
     assert main(train_args(photo_dir, tmp_path / "straight", "--epochs", "3", *common)) == 0
@@ -90,6 +111,8 @@ def test_until_plateau_stops_early(photo_dir, tmp_path):
     (("--options", "[1]"), "JSON object"),
     (("--preset", "nope"), "unknown preset"),
     (("--encoder-lr-factor", "0.1"), "pretrained encoder"),
+    (("--holdout", "0.7"), "between 0 and 0.5"),
+    (("--holdout", "0.2", "--val", "elsewhere"), "pass one of them"),
 ])
 def test_bad_arguments_are_one_line_errors(photo_dir, tmp_path, capsys, extra, message):
     assert main(train_args(photo_dir, tmp_path / "run", *extra)) == 1
