@@ -6,6 +6,7 @@ import functools
 import math
 import os
 import sys
+import zlib
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -83,15 +84,17 @@ def scan_folder(root: str | os.PathLike, limit: int | None = None, progress: boo
     return scan
 
 
-def hold_out(paths: list[Path], fraction: float) -> tuple[list[Path], list[Path]]:
-    """Split sorted photo paths into (train, held out): every round(1 / fraction)-th photo is held out,
-    so each class folder gives about its share and the split is the same on every run and machine.
-    `fraction` lies in (0, 0.5]."""
-    step = round(1 / fraction)
-    held = paths[::step]
-    train = [path for i, path in enumerate(paths) if i % step]
-    if not train:
-        raise UserError(f"--holdout {fraction:g} leaves no photos to train on among {len(paths)}")
+def hold_out(paths: list[Path], root: str | os.PathLike, fraction: float) -> tuple[list[Path], list[Path]]:
+    """Split photo paths into (train, held out), about `fraction` held out.
+
+    Each photo's side follows from a hash of its path under `root` alone, so it stays put when photos
+    are added, dropped or limited, on every run and machine; `fraction` lies in (0, 0.5]."""
+    held = [path for path in paths if zlib.crc32(path.relative_to(root).as_posix().encode()) < fraction * 2**32]
+    kept = set(held)
+    train = [path for path in paths if path not in kept]
+    if not train or not held:
+        raise UserError(f"--holdout {fraction:g} leaves {len(train)} of {len(paths)} photos to train on "
+                        f"and {len(held)} to validate on")
     return train, held
 
 

@@ -93,10 +93,13 @@ def train(args: argparse.Namespace) -> Path:
     if args.resume and not resume and is_main:
         print(f"nothing to resume in {out}; starting fresh")
     config = checkpoint.read_config(out) if resume else None
-    trained_factor = config["train_args"].get("encoder_lr_factor", 1.0) if config else args.encoder_lr_factor
-    if trained_factor != args.encoder_lr_factor:
-        # the optimizer's groups (and their saved learning-rate scales) depend on it
-        raise UserError(f"{out} was trained with --encoder-lr-factor {trained_factor:g}; resume it with the same")
+    # the optimizer's groups (and their saved learning-rate scales) depend on the factor, and a
+    # changed holdout would train on photos the run validated on
+    for option, default in (("encoder_lr_factor", 1.0), ("holdout", 0.0)):
+        trained = config["train_args"].get(option, default) if config else getattr(args, option)
+        if trained != getattr(args, option):
+            flag = "--" + option.replace("_", "-")
+            raise UserError(f"{out} was trained with {flag} {trained:g}; resume it with the same")
     _seed_everything(args.seed)
     # the network first: a bad preset or option fails before minutes of scanning photos
     options = preset_options(args.preset, **_json_options(args.options))
@@ -107,7 +110,7 @@ def train(args: argparse.Namespace) -> Path:
     scan = scan_folder(args.data, limit=args.limit, progress=is_main, min_chroma=args.min_chroma)
     train_paths, val_paths, val_summary = scan.colour, [], ""
     if args.holdout:
-        train_paths, val_paths = hold_out(scan.colour, args.holdout)
+        train_paths, val_paths = hold_out(scan.colour, args.data, args.holdout)
         val_summary = f"{len(val_paths)} colour photos held out of --data"
     elif args.val:
         val_scan = scan_folder(args.val, limit=args.limit, progress=is_main, min_chroma=args.min_chroma)
@@ -258,7 +261,7 @@ def _config(args, options, prior, epoch, history, scan, train_images, val_images
         "sigma": args.sigma,
         "epoch": epoch,
         "history": history,
-        "data": {"train": str(args.data), "val": str(args.val) if args.val else None,
+        "data": {"train": str(args.data), "val": str(args.val) if args.val else None, "holdout": args.holdout,
                  "train_images": train_images, "dropped_gray": len(scan.gray), "dropped_corrupt": len(scan.corrupt),
                  "val_images": val_images},
         "train_args": {k: v for k, v in vars(args).items() if k != "func"},

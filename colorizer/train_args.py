@@ -10,8 +10,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", required=True, help="folder of colour photos (searched recursively)")
     parser.add_argument("--val", help="held-out folder: validation loss and sample grids each epoch")
     parser.add_argument("--holdout", type=float, default=0.0, metavar="FRACTION",
-                        help="validate on this share of --data instead of --val (every 1/FRACTION-th photo, "
-                             "the same on every run), so a test split stays unseen while choosing settings")
+                        help="validate on about this share of --data instead of --val (chosen by a hash of "
+                             "each path, the same on every run), so a test split stays unseen while choosing "
+                             "settings")
     parser.add_argument("--keep-epochs", action="store_true",
                         help="keep each epoch's weights as model_epochNNN.safetensors besides the latest")
     parser.add_argument("--preset", default="zhang2016", help="network preset (zhang2016, zhang2016-quarter, effnet-lite0)")

@@ -1,3 +1,4 @@
+import zlib
 from pathlib import Path
 
 import pytest
@@ -75,15 +76,25 @@ def test_crop_area_must_be_a_fraction(tmp_path):
         PhotoDataset([], 32, augment=True, min_crop_area=0)
 
 
-def test_hold_out_takes_every_kth_photo_across_the_folders():
-    paths = [Path(f"class{c}/{i:02d}.jpg") for c in range(3) for i in range(10)]
-    train, held = hold_out(paths, 0.1)
-    assert held == paths[::10] and len(train) == 27
-    assert sorted(train + held) == sorted(paths) and not set(train) & set(held)
-    assert {p.parent for p in held} == {Path("class0"), Path("class1"), Path("class2")}
-    assert hold_out(paths, 0.1) == (train, held)  # no randomness: the same split on every run
+def test_hold_out_is_a_stable_share_of_the_photos():
+    root = Path("photos")
+    paths = [root / f"class{c}" / f"{i:03d}.jpg" for c in range(4) for i in range(250)]
+    train, held = hold_out(paths, root, 0.1)
+    assert 70 <= len(held) <= 130 and len(train) + len(held) == len(paths)
+    assert not set(train) & set(held) and sorted(train + held) == sorted(paths)
+    assert all(len([p for p in held if p.parent.name == f"class{c}"]) > 10 for c in range(4))
+    # a photo's side depends on its own path only: adding or dropping others moves no photo
+    fewer_train, fewer_held = hold_out(paths[::3], root, 0.1)
+    assert set(fewer_held) == set(held) & set(paths[::3]) and set(fewer_train) == set(train) & set(paths[::3])
+    # and on the path under the root, not on where the root lies
+    moved = [Path("elsewhere") / p.relative_to(root) for p in paths]
+    assert [p.relative_to("elsewhere") for p in hold_out(moved, "elsewhere", 0.1)[1]] == [
+        p.relative_to(root) for p in held]
 
 
-def test_hold_out_refuses_to_leave_nothing_to_train_on():
-    with pytest.raises(UserError, match="no photos to train on"):
-        hold_out([Path("only.jpg")], 0.5)
+@pytest.mark.parametrize("name, sides", [("a.jpg", "leaves 1 of 1 photos to train on and 0"),
+                                         ("d.jpg", "leaves 0 of 1 photos to train on and 1")])
+def test_hold_out_refuses_an_empty_side(name, sides):
+    assert (zlib.crc32(name.encode()) < 2**31) == (" 0 of" in sides)  # which side the hash puts it on
+    with pytest.raises(UserError, match=sides):
+        hold_out([Path("photos", name)], "photos", 0.5)

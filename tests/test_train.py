@@ -73,10 +73,10 @@ def test_holdout_validates_on_part_of_the_data_and_keeps_every_epoch(photo_dir, 
     assert main(train_args(photo_dir, run, "--epochs", "2", "--holdout", "0.5", "--keep-epochs",
                       "--batch-size", "2", "--lr", "1e-3")) == 0
     config = checkpoint.read_config(run)
-    # six colour photos: every second one held out, and the prior counts only the other three
-    assert (config["data"]["train_images"], config["data"]["val_images"]) == (3, 3)
-    colour = scan_folder(photo_dir, progress=False).colour
-    train_prior = compute_prior(colour[1::2], 32, 4, 0, torch.device("cpu"), False)[1]
+    # of the six colour photos the path hash holds out three; the prior counts only the other three
+    assert (config["data"]["train_images"], config["data"]["val_images"], config["data"]["holdout"]) == (3, 3, 0.5)
+    kept = [p for p in scan_folder(photo_dir, progress=False).colour if p.name in {"img0.jpg", "img2.jpg", "img5.jpg"}]
+    train_prior = compute_prior(kept, 32, 4, 0, torch.device("cpu"), False)[1]
     assert torch.allclose(torch.tensor(config["prior"], dtype=torch.float64), train_prior)
     assert all("val_loss" in record for record in config["history"])
     assert "train: 3 of 6 colour photos" in capsys.readouterr().out
@@ -196,12 +196,15 @@ def test_encoder_lr_factor_scales_the_encoder_steps(photo_dir, tmp_path):
     assert groups[0]["lr"] == pytest.approx(0.25 * groups[1]["lr"]) and groups[1]["lr"] > 0
 
 
-def test_resuming_with_another_encoder_lr_factor_is_a_one_line_error(photo_dir, tmp_path, capsys):
+@pytest.mark.parametrize("changed, message", [(("--encoder-lr-factor", "0.5"), "--encoder-lr-factor 1"),
+                                              (("--holdout", "0.5"), "--holdout 0")])
+def test_resuming_with_another_split_or_encoder_rate_is_a_one_line_error(photo_dir, tmp_path, capsys, changed,
+                                                                         message):
     run = tmp_path / "run"
     assert main(train_args(photo_dir, run, "--epochs", "1")) == 0
     before = (run / "model.safetensors").read_bytes()
     capsys.readouterr()
-    assert main(train_args(photo_dir, run, "--epochs", "2", "--resume", "--encoder-lr-factor", "0.5")) == 1
+    assert main(train_args(photo_dir, run, "--epochs", "2", "--resume", *changed)) == 1
     err = capsys.readouterr().err
-    assert "--encoder-lr-factor 1" in err and "Traceback" not in err
+    assert message in err and "resume it with the same" in err and "Traceback" not in err
     assert (run / "model.safetensors").read_bytes() == before
