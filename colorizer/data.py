@@ -89,9 +89,9 @@ def hold_out(paths: list[Path], root: str | os.PathLike, fraction: float) -> tup
 
     Each photo's side follows from a hash of its path under `root` alone, so it stays put when photos
     are added, dropped or limited, on every run and machine; `fraction` lies in (0, 0.5]."""
-    held = [path for path in paths if zlib.crc32(path.relative_to(root).as_posix().encode()) < fraction * 2**32]
-    kept = set(held)
-    train = [path for path in paths if path not in kept]
+    train, held = [], []
+    for path in paths:
+        (held if zlib.crc32(path.relative_to(root).as_posix().encode()) < fraction * 2**32 else train).append(path)
     if not train or not held:
         raise UserError(f"--holdout {fraction:g} leaves {len(train)} of {len(paths)} photos to train on "
                         f"and {len(held)} to validate on")
