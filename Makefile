@@ -37,10 +37,12 @@ clean:
 # pretrained encoder at this learning rate) and with lambda 0.2, trading AuC for rebalanced AuC; generic
 # at 128 px, with whole-photo crops and the paper's decay and lambda.
 DATA ?= ../shared/data
-TRAIN_FLAGS = --preset effnet-lite0 --options '{"frozen_stages": 2}' --amp bf16 --input-size 160 \
-	--batch-size 32 --epochs 12 --lr 1e-3 --time-limit 55 --workers 1 --seed 0 --min-chroma 3
-GENERIC_FLAGS = --image-size 128 --min-crop-area 1
-DOGS_FLAGS = --image-size 160 --min-crop-area 0.35 --weight-decay 0 --mix 0.2
+TRAIN_FLAGS = --preset effnet-lite0 --amp bf16 --input-size 160 \
+	--batch-size 32 --epochs 12 --lr 1e-3 --workers 1 --seed 0 --min-chroma 3
+GENERIC_FLAGS = --options '{"frozen_stages": 2, "hint_inputs": true}' --data-share 0.5 0.5 --epoch-size 16000 \
+	--holdout 0.05 --image-size 128 --min-crop-area 0.35 --weight-decay 0 --mix 0.3 --time-limit 85
+DOGS_FLAGS = --options '{"frozen_stages": 2}' --image-size 160 --min-crop-area 0.35 --weight-decay 0 --mix 0.2 \
+	--time-limit 55
 # Long CPU trainings slow down by a quarter under glibc's allocator; under jemalloc that never hands
 # memory back to the system they do not, with the same results (docs/models.md). Used where installed.
 comma := ,
@@ -48,7 +50,7 @@ JEMALLOC := $(firstword $(wildcard /usr/lib/x86_64-linux-gnu/libjemalloc.so.2 /u
 TRAIN_ENV := $(if $(JEMALLOC),LD_PRELOAD=$(JEMALLOC) MALLOC_CONF=dirty_decay_ms:-1$(comma)muzzy_decay_ms:-1)
 
 models: $(STAMP)
-	$(TRAIN_ENV) $(BIN)/colorizer train --data $(DATA)/generic/train --val $(DATA)/generic/val $(TRAIN_FLAGS) $(GENERIC_FLAGS) --out runs/generic
+	$(TRAIN_ENV) $(BIN)/colorizer train --data $(DATA)/broad/train $(DATA)/generic/train $(TRAIN_FLAGS) $(GENERIC_FLAGS) --out runs/generic
 	$(TRAIN_ENV) $(BIN)/colorizer train --data $(DATA)/dogs/train --val $(DATA)/dogs/val $(TRAIN_FLAGS) $(DOGS_FLAGS) --out runs/dogs
 	$(BIN)/python -m colorizer.bundle runs/generic runs/dogs
 

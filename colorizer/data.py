@@ -34,6 +34,10 @@ class Scan:
     gray: list[Path] = field(default_factory=list)
     corrupt: list[Path] = field(default_factory=list)
 
+    @classmethod
+    def merged(cls, scans: list["Scan"]) -> "Scan":
+        return cls(*([path for scan in scans for path in getattr(scan, kind)] for kind in ("colour", "gray", "corrupt")))
+
     def summary(self) -> str:
         return f"{len(self.colour)} colour photos; dropped {len(self.gray)} without colour, {len(self.corrupt)} unreadable"
 

@@ -20,16 +20,17 @@ import numpy as np
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
-from torch.utils.data import DataLoader, DistributedSampler, RandomSampler
+from torch.utils.data import DataLoader, DistributedSampler, RandomSampler, WeightedRandomSampler
 from tqdm import tqdm
 
 from colorizer import checkpoint
 from colorizer.bins import ab_bins
 from colorizer.color import normalize_l, rgb_to_lab
-from colorizer.data import PhotoDataset, hold_out, scan_folder
+from colorizer.data import PhotoDataset, Scan, hold_out, scan_folder
 from colorizer.decode import annealed_mean, colorize_lab
 from colorizer.device import resolve_device
 from colorizer.errors import UserError
+from colorizer.hints import sample_hint_counts, simulate_hints
 from colorizer.loss import encode_targets, rebalanced_cross_entropy
 from colorizer.models import build_model, preset_options
 from colorizer.prior import bin_counts, rebalance_weights, smooth_prior
@@ -44,13 +45,20 @@ def lab_batch(rgb_uint8: torch.Tensor, device: torch.device) -> tuple[torch.Tens
 
 
 def batch_loss(model: torch.nn.Module, rgb: torch.Tensor, class_weights: torch.Tensor, args: argparse.Namespace,
-               device: torch.device) -> torch.Tensor:
+               device: torch.device, with_hints: bool = True) -> torch.Tensor:
+    """The loss of a batch; a hint-capable network gets simulated hints unless `with_hints` is off
+    (validation scores the automatic colorization)."""
     lightness, ab = lab_batch(rgb, device)
-    stride = checkpoint.unwrap(model).output_stride
+    network = checkpoint.unwrap(model)
+    stride = network.output_stride
     # targets at the network's output resolution, from ab averaged over each output cell
     targets = encode_targets(F.avg_pool2d(ab, stride), class_weights, k=args.neighbours, sigma=args.sigma)
+    inputs = [lightness.contiguous(memory_format=torch.channels_last)]
+    if getattr(network, "hint_inputs", False):
+        counts = sample_hint_counts(len(rgb)) if with_hints else [0] * len(rgb)
+        inputs.append(simulate_hints(ab, counts))
     with _autocast(device, args.amp):
-        logits = model(lightness.contiguous(memory_format=torch.channels_last))
+        logits = model(*inputs)
     return rebalanced_cross_entropy(logits, targets)
 
 
@@ -81,6 +89,9 @@ def train(args: argparse.Namespace) -> Path:
         raise UserError(f"--holdout must be between 0 and 0.5, got {args.holdout:g}")
     if args.holdout and args.val:
         raise UserError("--holdout and --val both name the validation photos: pass one of them")
+    if args.data_share is not None and (len(args.data_share) != len(args.data) or min(args.data_share) <= 0):
+        raise UserError(f"--data-share needs one positive share per --data folder ({len(args.data)}), "
+                        f"got {' '.join(f'{v:g}' for v in args.data_share)}")
     rank, world, device = _setup_distributed(args.device)
     if device.type == "cpu":
         # As training goes on, weights and gradients reach denormal floats, which the CPU computes
@@ -107,14 +118,22 @@ def train(args: argparse.Namespace) -> Path:
     optimizer = torch.optim.Adam(parameter_groups(model, args.encoder_lr_factor), lr=args.lr, betas=(0.9, 0.99),
                                  weight_decay=args.weight_decay)
 
-    scan = scan_folder(args.data, limit=args.limit, progress=is_main, min_chroma=args.min_chroma)
-    train_paths, val_paths, val_summary = scan.colour, [], ""
+    scans = [scan_folder(folder, limit=args.limit, progress=is_main, min_chroma=args.min_chroma)
+             for folder in args.data]
+    scan = Scan.merged(scans)
+    folders = [scan.colour for scan in scans]  # the training photos of each --data folder
+    val_paths, val_summary = [], ""
     if args.holdout:
-        train_paths, val_paths = hold_out(scan.colour, args.data, args.holdout)
+        split = [hold_out(part.colour, folder, args.holdout) for part, folder in zip(scans, args.data, strict=True)]
+        folders = [train for train, _ in split]
+        val_paths = [path for _, held in split for path in held]
         val_summary = f"{len(val_paths)} colour photos held out of --data"
     elif args.val:
         val_scan = scan_folder(args.val, limit=args.limit, progress=is_main, min_chroma=args.min_chroma)
         val_paths, val_summary = val_scan.colour, val_scan.summary()
+    train_paths = [path for paths in folders for path in paths]
+    shares = _photo_shares(folders, args.data_share)
+    epoch_size = args.epoch_size or len(train_paths)
     train_set = PhotoDataset(train_paths, args.image_size, augment=True, min_crop_area=args.min_crop_area)
     val_set = PhotoDataset(val_paths, args.image_size, augment=False) if val_paths else None
     if is_main:
@@ -126,7 +145,10 @@ def train(args: argparse.Namespace) -> Path:
     elif args.prior:
         prior = torch.tensor(json.loads(Path(args.prior).read_text())["prior"], dtype=torch.float64)
     else:
-        prior = compute_prior(train_paths, args.image_size, args.batch_size, args.workers, device, is_main)[1]
+        # each folder's colours weigh in by its share of the training photos drawn
+        counts = [compute_prior(paths, args.image_size, args.batch_size, args.workers, device, is_main)[0]
+                  for paths in folders]
+        prior = smooth_prior(sum(share * c / c.sum() for share, c in zip(_folder_shares(folders, args.data_share), counts, strict=True)))
     class_weights = rebalance_weights(prior, mix=args.mix).to(device)
 
     history: list[dict[str, Any]] = []
@@ -146,10 +168,14 @@ def train(args: argparse.Namespace) -> Path:
     for epoch in range(start_epoch, args.epochs):
         # every random choice of an epoch derives from (seed, epoch): a resumed run repeats it exactly
         _seed_everything(args.seed + epoch)
-        sampler = (DistributedSampler(train_set, world, rank, seed=args.seed) if world > 1
-                   else RandomSampler(train_set, generator=torch.Generator().manual_seed(args.seed + epoch)))
-        if world > 1:
+        epoch_generator = torch.Generator().manual_seed((args.seed + epoch) * world + rank)
+        if shares is not None:
+            sampler = WeightedRandomSampler(shares, epoch_size // world, generator=epoch_generator)
+        elif world > 1:
+            sampler = DistributedSampler(train_set, world, rank, seed=args.seed)
             sampler.set_epoch(epoch)
+        else:
+            sampler = RandomSampler(train_set, generator=epoch_generator)
         loader = DataLoader(train_set, args.batch_size, sampler=sampler, num_workers=args.workers, drop_last=True,
                             pin_memory=device.type == "cuda", persistent_workers=False,
                             generator=torch.Generator().manual_seed(args.seed + epoch))
@@ -195,6 +221,20 @@ def train(args: argparse.Namespace) -> Path:
     return out
 
 
+def _folder_shares(folders: list[list[Path]], data_share: list[float] | None) -> list[float]:
+    """The share of each epoch's photos that each folder gives (without --data-share: its size)."""
+    shares = data_share or [len(paths) for paths in folders]
+    return [share / sum(shares) for share in shares]
+
+
+def _photo_shares(folders: list[list[Path]], data_share: list[float] | None) -> torch.Tensor | None:
+    """Each training photo's sampling weight under --data-share (None: every photo once an epoch)."""
+    if data_share is None:
+        return None
+    return torch.cat([torch.full((len(paths),), share / len(paths), dtype=torch.float64)
+                      for share, paths in zip(_folder_shares(folders, data_share), folders, strict=True)])
+
+
 def parameter_groups(model: torch.nn.Module, encoder_lr_factor: float = 1.0) -> list[dict[str, Any]]:
     """The trainable parameters as optimizer groups; the encoder's parameters learn at `encoder_lr_factor`
     times the learning rate (`lr_scale`), so that fine-tuning keeps more of what ImageNet taught it."""
@@ -227,7 +267,7 @@ def evaluate_loss(model, dataset, class_weights, args, device, rank: int = 0, wo
     loader = DataLoader(torch.utils.data.Subset(dataset, indices), args.batch_size, num_workers=args.workers)
     total, seen = 0.0, 0
     for rgb in loader:
-        total += batch_loss(model, rgb, class_weights, args, device).item() * len(rgb)
+        total += batch_loss(model, rgb, class_weights, args, device, with_hints=False).item() * len(rgb)
         seen += len(rgb)
     return _all_mean(total / max(seen, 1), device, world)
 
@@ -261,7 +301,7 @@ def _config(args, options, prior, epoch, history, scan, train_images, val_images
         "sigma": args.sigma,
         "epoch": epoch,
         "history": history,
-        "data": {"train": str(args.data), "val": str(args.val) if args.val else None, "holdout": args.holdout,
+        "data": {"train": [str(folder) for folder in args.data], "share": args.data_share, "val": str(args.val) if args.val else None, "holdout": args.holdout,
                  "train_images": train_images, "dropped_gray": len(scan.gray), "dropped_corrupt": len(scan.corrupt),
                  "val_images": val_images},
         "train_args": {k: v for k, v in vars(args).items() if k != "func"},

@@ -7,7 +7,13 @@ import os
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--data", required=True, help="folder of colour photos (searched recursively)")
+    parser.add_argument("--data", required=True, nargs="+", metavar="DIR",
+                        help="folders of colour photos (searched recursively)")
+    parser.add_argument("--data-share", type=float, nargs="+", metavar="SHARE",
+                        help="with several --data folders: the share of each epoch's photos drawn from each "
+                             "(at random, with replacement), so a small collection is not drowned by a large one")
+    parser.add_argument("--epoch-size", type=int, metavar="PHOTOS",
+                        help="photos per epoch when drawing by --data-share (default: all training photos)")
     parser.add_argument("--val", help="held-out folder: validation loss and sample grids each epoch")
     parser.add_argument("--holdout", type=float, default=0.0, metavar="FRACTION",
                         help="validate on about this share of --data instead of --val (chosen by a hash of "

@@ -22,6 +22,7 @@ PG_URL_VARIABLE = "COLORIZER_TEST_PG_URL"
 MODEL_A, MODEL_B = "dogs", "coco"
 STUDY = "pilot"
 ADMIN_TOKEN = "test-admin-token"
+TOKEN_HEADER = "X-Participant-Token"
 
 
 def tint(colour: str):
@@ -113,3 +114,41 @@ def client(prepared: PreparedStudy):
     with TestClient(create_app(prepared.db_url, admin_token=ADMIN_TOKEN)) as test_client:
         yield test_client
 
+
+
+def token_header(participant: dict) -> dict:
+    return {TOKEN_HEADER: participant["participant_token"]}
+
+
+def enrol(client, external_id=None, expected_status=201, headers=None, **fields) -> dict:
+    response = client.post("/api/participants", json={"external_id": external_id, **fields}, headers=headers)
+    assert response.status_code == expected_status, response.text
+    return response.json()
+
+
+def vote_body(participant: dict, trial: dict, choice="left", client_vote_id=None, **fields) -> dict:
+    return {
+        "participant_id": participant["participant_id"],
+        "trial_id": trial["trial_id"],
+        "choice": choice,
+        "rt_ms": 1234,
+        "client_vote_id": client_vote_id or f"{participant['participant_id']}-{trial['trial_id']}",
+        **fields,
+    }
+
+
+def vote(client, participant: dict, trial: dict, choice="left", client_vote_id=None, expected_status=200, **fields) -> dict:
+    body = vote_body(participant, trial, choice, client_vote_id, **fields)
+    response = client.post("/api/votes", json=body, headers=token_header(participant))
+    assert response.status_code == expected_status, response.text
+    return response.json()
+
+
+def answer_all(client, participant: dict, choice="left") -> list[dict]:
+    """Answer the participant's trials one at a time, as they are released; the vote answers."""
+    answers = []
+    trials = participant["trials"]
+    while trials:
+        answers.append(vote(client, participant, trials[0], choice))
+        trials = answers[-1]["trials"]
+    return answers

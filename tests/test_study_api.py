@@ -8,41 +8,32 @@ import threading
 from collections import Counter
 
 import pytest
-from fastapi import HTTPException
-from tests.study_support import ADMIN_TOKEN, MODEL_A, MODEL_B, STUDY
+from tests.study_support import (
+    ADMIN_TOKEN,
+    MODEL_A,
+    MODEL_B,
+    STUDY,
+    answer_all,
+    enrol,
+    token_header,
+    vote,
+    vote_body,
+)
 
-from study.app import VoteRequest, create_app, record_vote
+from study.app import create_app
 from study.db import open_database
 from study.export import VOTE_COLUMNS, vote_rows
 from study.models import CATCH_MODEL
+from study.schemas import VoteRequest
+from study.service import ServiceError, record_vote
 
 pytestmark = pytest.mark.timeout(60)
 
 
-def enrol(client, external_id=None, expected_status=201) -> dict:
-    response = client.post("/api/participants", json={"external_id": external_id})
-    assert response.status_code == expected_status, response.text
-    return response.json()
-
-
-def vote(client, participant: dict, trial: dict, choice="left", client_vote_id=None, expected_status=200) -> dict:
-    body = {
-        "participant_id": participant["participant_id"],
-        "trial_id": trial["trial_id"],
-        "choice": choice,
-        "rt_ms": 1234,
-        "client_vote_id": client_vote_id or f"{participant['participant_id']}-{trial['trial_id']}",
-    }
-    response = client.post("/api/votes", json=body)
-    assert response.status_code == expected_status, response.text
-    return response.json()
-
-
-def test_enrolment_lists_every_trial_without_revealing_models(client, prepared):
+def test_enrolment_lists_the_current_and_next_trial_without_revealing_models(client, prepared):
     participant = enrol(client)
-    assert participant["total"] == prepared.trials == len(participant["trials"])
+    assert participant["total"] == prepared.trials and len(participant["trials"]) == 2
     assert participant["answered"] == 0 and participant["completion_code"] is None
-    assert len({t["trial_id"] for t in participant["trials"]}) == prepared.trials
     page = client.get("/").text
     for text in (str(participant), page, client.get("/static/study.js").text):
         for secret in (MODEL_A, MODEL_B, CATCH_MODEL):
@@ -60,8 +51,7 @@ def test_each_participant_gets_own_random_order(client):
 
 def test_sides_are_balanced_per_participant(client, prepared):
     participant = enrol(client)
-    for trial in participant["trials"]:
-        vote(client, participant, trial, "left")
+    answer_all(client, participant, "left")
     rows = vote_rows(prepared.db_url)
     model_trials = [r for r in rows if not r["is_catch"]]
     catch_trials = [r for r in rows if r["is_catch"]]
@@ -69,33 +59,35 @@ def test_sides_are_balanced_per_participant(client, prepared):
     assert sum(r["left_model"] == CATCH_MODEL for r in catch_trials) == prepared.catch // 2
 
 
-def test_resume_by_external_id_continues_without_answered_trials(client):
-    first = enrol(client, "PROLIFIC-1")
-    for trial in first["trials"][:2]:
-        vote(client, first, trial)
-    again = enrol(client, "PROLIFIC-1", expected_status=200)
-    assert again["participant_id"] == first["participant_id"]
-    assert again["trials"] == first["trials"][2:]
-    assert again["answered"] == 2
-    by_id = client.get(f"/api/participants/{first['participant_id']}").json()
-    assert by_id == again
-    assert enrol(client, "PROLIFIC-2")["participant_id"] != first["participant_id"]
+def test_resume_continues_at_the_next_open_trial(client):
+    other = enrol(client, "PROLIFIC-2")
+    after_one = vote(client, other, other["trials"][0])
+    assert after_one["trials"][0] == other["trials"][1]
+    again = enrol(client, "PROLIFIC-2", expected_status=200, headers=token_header(other))
+    assert again["participant_id"] == other["participant_id"]
+    assert again["participant_token"] == other["participant_token"]
+    assert again["trials"] == after_one["trials"] and again["answered"] == 1
+    by_id = client.get(f"/api/participants/{other['participant_id']}", headers=token_header(other)).json()
+    assert by_id == {key: value for key, value in again.items() if key != "participant_token"}
+    assert enrol(client, "PROLIFIC-3")["participant_id"] != other["participant_id"]
 
 
 def test_completion_code_once_every_trial_is_answered(client):
     participant = enrol(client, "done-1")
-    results = [vote(client, participant, trial) for trial in participant["trials"]]
+    results = answer_all(client, participant)
+    assert len(results) == participant["total"]
     assert all(r["completion_code"] is None for r in results[:-1])
     code = results[-1]["completion_code"]
-    assert code and results[-1]["answered"] == results[-1]["total"]
-    resumed = enrol(client, "done-1", expected_status=200)
+    assert code and results[-1]["answered"] == results[-1]["total"] and results[-1]["trials"] == []
+    resumed = enrol(client, "done-1", expected_status=200, headers=token_header(participant))
     assert resumed["trials"] == [] and resumed["completion_code"] == code
 
 
 def test_resent_vote_is_stored_once_and_conflicts_are_refused(client, prepared):
     participant = enrol(client)
-    first, second = participant["trials"][:2]
+    first = participant["trials"][0]
     assert vote(client, participant, first, "left", "vote-1") == vote(client, participant, first, "left", "vote-1")
+    second = vote(client, participant, first, "left", "vote-1")["trials"][0]
     vote(client, participant, first, "right", "vote-2", expected_status=409)  # a different answer
     vote(client, participant, first, "left", "vote-3", expected_status=409)  # a second vote, same answer
     vote(client, participant, first, "right", "vote-1", expected_status=409)  # same key, other content
@@ -116,33 +108,35 @@ def test_resent_vote_is_stored_once_and_conflicts_are_refused(client, prepared):
         ({"client_vote_id": ""}, 422),
         ({"client_vote_id": "has\x00nul"}, 422),
         ({"participant_id": None}, 422),
+        ({"exposure_ms": "5000"}, 422),
+        ({"lost_focus": "no"}, 422),
     ],
 )
-def test_bad_votes_get_a_json_4xx(client, change, status):
+def test_bad_votes_get_a_json_4xx(client, prepared, change, status):
     participant = enrol(client)
-    body = {
-        "participant_id": participant["participant_id"],
-        "trial_id": participant["trials"][0]["trial_id"],
-        "choice": "left",
-        "rt_ms": 100,
-        "client_vote_id": "c1",
-    }
-    response = client.post("/api/votes", json={**body, **change})
+    body = vote_body(participant, participant["trials"][0])
+    response = client.post("/api/votes", json={**body, **change}, headers=token_header(participant))
     assert response.status_code == status
     assert isinstance(response.json()["error"], str)
+    assert vote_rows(prepared.db_url) == []
 
 
-@pytest.mark.parametrize("body", [b"{not json", b"[]", b"null", b'{"choice": "left"}'])
-def test_malformed_bodies(client, body):
+@pytest.mark.parametrize(
+    "body, status",
+    [(b"{not json", 400), (b'{"rt_ms": \xff}', 400), (b"[]", 422), (b"null", 422), (b'{"choice": "left"}', 422)],
+)
+def test_malformed_bodies(client, body, status):
+    """Bodies that are not JSON at all get 400, JSON of the wrong shape 422 (as docs/study.md says)."""
     response = client.post("/api/votes", content=body, headers={"Content-Type": "application/json"})
-    assert response.status_code == 422 and "error" in response.json()
+    assert response.status_code == status and "error" in response.json()
 
 
 def test_unknown_study_and_unknown_participant(client):
     assert client.post("/api/participants", json={"study": "nope"}).status_code == 404
     assert client.post("/api/participants", json={"study": STUDY}).status_code == 201
-    assert client.get("/api/participants/nobody").status_code == 404
-    assert client.get("/api/participants/no%00body").status_code == 422  # PostgreSQL text cannot hold NUL
+    some_token = {"X-Participant-Token": "x" * 43}
+    assert client.get("/api/participants/nobody", headers=some_token).status_code == 404
+    assert client.get("/api/participants/no%00body", headers=some_token).status_code == 422  # PostgreSQL text cannot hold NUL
     token = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
     assert client.get("/admin/export.csv?study=a%00b", headers=token).status_code == 422
 
@@ -163,8 +157,7 @@ def test_media_only_serves_stimuli(client, prepared):
 
 def test_admin_export_needs_the_token(client, prepared):
     participant = enrol(client, "ext-7")
-    for trial in participant["trials"]:
-        vote(client, participant, trial, "right")
+    answer_all(client, participant, "right")
     assert client.get("/admin/export.csv").status_code == 401
     wrong = client.get("/admin/export.csv", headers={"Authorization": "Bearer nope"})
     assert wrong.status_code == 401 and wrong.headers["www-authenticate"] == "Bearer"
@@ -191,7 +184,7 @@ def test_concurrent_copies_of_a_vote_store_one(client, prepared):
     """Racing resends and racing conflicting votes: exactly one vote survives, none get a 5xx."""
     participant = enrol(client)
     trial = participant["trials"][0]
-    sessions = open_database(prepared.db_url)
+    database = open_database(prepared.db_url)
     outcomes: list[int] = []
 
     def send(choice: str, key: str) -> None:
@@ -202,12 +195,12 @@ def test_concurrent_copies_of_a_vote_store_one(client, prepared):
             rt_ms=10,
             client_vote_id=key,
         )
-        with sessions() as session:
+        with database.session() as session:
             try:
-                record_vote(session, request)
+                record_vote(session, request, participant["participant_token"])
                 outcomes.append(200)
-            except HTTPException as error:
-                outcomes.append(error.status_code)
+            except ServiceError as error:
+                outcomes.append(error.status)
 
     threads = [threading.Thread(target=send, args=("left", "same-key")) for _ in range(6)]
     threads += [threading.Thread(target=send, args=("right", f"other-{i}")) for i in range(6)]
@@ -215,7 +208,7 @@ def test_concurrent_copies_of_a_vote_store_one(client, prepared):
         thread.start()
     for thread in threads:
         thread.join()
-    sessions.kw["bind"].dispose()
+    database.dispose()
     rows = vote_rows(prepared.db_url)
     assert len(rows) == 1
     winner = rows[0]["choice"]

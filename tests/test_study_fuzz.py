@@ -34,11 +34,12 @@ def test_schema_driven_fuzz(prepared, mode):
 
 
 def test_fuzzed_votes_with_real_ids(client, prepared):
-    """Random mixes of real and fake ids, choices, keys and times: only 200, 404, 409 or 422 come
-    back, and no trial ever holds more than one vote."""
+    """Random mixes of real and fake ids, tokens, choices, keys and times: only 200, 401, 403, 404,
+    409 or 422 come back, and no trial ever holds more than one vote."""
     participants = [client.post("/api/participants", json={}).json() for _ in range(2)]
     participant_ids = [p["participant_id"] for p in participants]
-    trial_ids = [t["trial_id"] for t in participants[0]["trials"]]
+    tokens = [p["participant_token"] for p in participants]
+    trial_ids = [t["trial_id"] for p in participants for t in p["trials"]]
     text = st.text(max_size=30)
     vote = st.fixed_dictionaries(
         {
@@ -50,12 +51,13 @@ def test_fuzzed_votes_with_real_ids(client, prepared):
         }
     )
     bodies = vote | st.dictionaries(text, st.none() | text | st.integers()) | st.lists(st.integers())
+    headers = st.fixed_dictionaries({"X-Participant-Token": st.sampled_from(tokens)}) | st.just({})
 
     @FUZZ_SETTINGS
-    @given(bodies)
-    def send(body):
-        response = client.post("/api/votes", json=body)
-        assert response.status_code in (200, 404, 409, 422), response.text
+    @given(bodies, headers)
+    def send(body, header):
+        response = client.post("/api/votes", json=body, headers=header)
+        assert response.status_code in (200, 401, 403, 404, 409, 422), response.text
         assert "error" in response.json() or response.json()["stored"] is True
 
     send()

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image, ImageChops
-from tests.study_support import FAKE_COLORIZERS, MODEL_A, MODEL_B, STUDY, write_photos
+from tests.study_support import FAKE_COLORIZERS, MODEL_A, MODEL_B, STUDY, answer_all, enrol, write_photos
 
 from colorizer.errors import UserError
 from study.cli import register
@@ -156,10 +156,7 @@ def test_sqlite_connections_enforce_wal_and_foreign_keys(tmp_path):
 
 
 def test_cli_export(client, prepared, tmp_path, capsys):
-    participant = client.post("/api/participants", json={"external_id": "cli"}).json()
-    for trial in participant["trials"]:
-        body = {**{k: participant[k] for k in ["participant_id"]}, "trial_id": trial["trial_id"]}
-        client.post("/api/votes", json={**body, "choice": "left", "rt_ms": 9, "client_vote_id": trial["trial_id"]})
+    answer_all(client, enrol(client, "cli"))
     out = tmp_path / "exports" / "votes.csv"
     assert run_cli("study", "export", "--db", prepared.db_url, "--out", str(out)) == 0
     assert f"wrote {prepared.trials} votes" in capsys.readouterr().out

@@ -3,6 +3,12 @@
 The encoder sees L replicated to three channels with the (x - 0.5) / 0.5 scaling it was trained with,
 which is exactly L / 50 - 1: the network's usual input. The decoder predicts the same 313-bin
 distribution at stride 4 as the paper's network, so training and decoding are shared.
+
+With `hint_inputs` the network also takes a user's colour hints (colorizer/hints.py), pooled to
+stride 4 and added, through small bias-free per-cell networks, twice: before the
+trainable encoder stages, whose receptive field carries a hint across the object it was placed on,
+and beside the decoder's finest level, which keeps its colour exact where it was placed. With no
+hints both additions are exactly zero, so the network is then a plain automatic colorizer.
 """
 
 from __future__ import annotations
@@ -13,6 +19,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from colorizer.bins import NUM_BINS
+from colorizer.errors import UserError
+from colorizer.hints import HINT_CHANNELS, pool_hints
 
 
 def efficientnet_lite0(pretrained: bool = True, **timm_kwargs) -> nn.Module:
@@ -62,12 +70,20 @@ class _ConvBNAct(nn.Sequential):
         )
 
 
+def _hint_embedding(channels: int, hidden: int = 64) -> nn.Sequential:
+    """Per-cell (a, b, mask) -> features. Nonlinear, so that a hint's colour can select colour bins;
+    bias-free, so that cells without hints add exactly nothing."""
+    return nn.Sequential(nn.Conv2d(HINT_CHANNELS, hidden, 1, bias=False), nn.ReLU(inplace=True),
+                         nn.Conv2d(hidden, channels, 1, bias=False))
+
+
 class EfficientNetColorizer(nn.Module):
     """Encoder features at strides 4-32 merged top-down (FPN) into 313 logits at stride 4."""
 
     output_stride = 4
 
-    def __init__(self, pretrained: bool = True, decoder_width: int = 96, frozen_stages: int = 0):
+    def __init__(self, pretrained: bool = True, decoder_width: int = 96, frozen_stages: int = 0,
+                 hint_inputs: bool = False):
         super().__init__()
         self.encoder = efficientnet_lite0(pretrained, features_only=True, out_indices=(1, 2, 3, 4))
         # Freezing the stem and first stages keeps generic edge detectors and roughly halves the backward
@@ -87,6 +103,12 @@ class EfficientNetColorizer(nn.Module):
         self.lateral = nn.ModuleList(nn.Conv2d(c, decoder_width, 1) for c in channels)
         self.smooth = _ConvBNAct(decoder_width, decoder_width)
         self.head = nn.Sequential(_ConvBNAct(decoder_width, decoder_width), nn.Conv2d(decoder_width, NUM_BINS, 1))
+        self.hint_inputs = hint_inputs
+        if hint_inputs:
+            if frozen_stages > 2:
+                raise UserError("hint_inputs enter the encoder after its second stage: use frozen_stages <= 2")
+            self.hint_to_encoder = _hint_embedding(channels[0])
+            self.hint_to_decoder = _hint_embedding(decoder_width)
 
     def train(self, mode: bool = True) -> "EfficientNetColorizer":
         super().train(mode)
@@ -94,10 +116,31 @@ class EfficientNetColorizer(nn.Module):
             module.eval()  # frozen batch norms keep their ImageNet statistics
         return self
 
-    def forward(self, lightness: torch.Tensor) -> torch.Tensor:
-        """(N, 1, H, W) L scaled to [-1, 1], H and W multiples of 32 -> (N, 313, H/4, W/4) logits."""
-        features = self.encoder(lightness.expand(-1, 3, -1, -1))
+    def forward(self, lightness: torch.Tensor, hints: torch.Tensor | None = None) -> torch.Tensor:
+        """(N, 1, H, W) L scaled to [-1, 1], H and W multiples of 32, and with `hint_inputs` optional
+        (N, 3, H, W) hint maps -> (N, 313, H/4, W/4) logits."""
+        if hints is not None and not self.hint_inputs:
+            raise UserError("this model takes no colour hints; train one with --options '{\"hint_inputs\": true}'")
+        hints = pool_hints(hints, self.output_stride).to(lightness.dtype) if hints is not None else None
+        features = self._encode(lightness.expand(-1, 3, -1, -1), hints)
         x = self.lateral[-1](features[-1])
-        for lateral, feature in zip(reversed(self.lateral[:-1]), reversed(features[:-1])):
-            x = lateral(feature) + F.interpolate(x, size=feature.shape[-2:], mode="bilinear", align_corners=False)
+        for level in reversed(range(len(features) - 1)):
+            feature = features[level]
+            x = self.lateral[level](feature) + F.interpolate(x, size=feature.shape[-2:], mode="bilinear",
+                                                             align_corners=False)
+            if level == 0 and hints is not None:
+                x = x + self.hint_to_decoder(hints)
         return self.head(self.smooth(x))
+
+    def _encode(self, x: torch.Tensor, hints: torch.Tensor | None) -> list[torch.Tensor]:
+        """timm's feature extraction, with the hints added to the first (stride 4) feature map."""
+        encoder = self.encoder
+        x = encoder.bn1(encoder.conv_stem(x))
+        features = []
+        for i, block in enumerate(encoder.blocks):
+            x = block(x)
+            if i + 1 in encoder._stage_out_idx:
+                if not features and hints is not None:
+                    x = x + self.hint_to_encoder(hints)
+                features.append(x)
+        return features

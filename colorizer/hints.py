@@ -1,0 +1,119 @@
+"""Colour hints (Zhang, Zhu, Isola et al. 2017): the ab of a few pixels and a mask of where they are.
+
+A hint map is (N, 3, H, W) at the network's input resolution: a / 110, b / 110 where a hint is and 0
+elsewhere, then the mask (1 where a hint is). All zeros means "no hints", which a hint-capable network
+turns into exactly the automatic colorization (its hint layers have no bias). Training simulates hints
+from the true colours as the paper does: a geometric number of points (p = 1/8), each revealing the
+mean colour of a random square patch of 1 to 9 pixels.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from colorizer.errors import UserError
+
+HINT_CHANNELS = 3
+AB_SCALE = 110.0  # ab values lie within about +-110 in sRGB's gamut
+GEOMETRIC_P = 1 / 8
+MAX_PATCH = 9
+# The share of training photos shown with no hints at all: what keeps the automatic colorization as
+# good as a model trained without hints, since most photos will be colorized without any.
+NO_HINT_SHARE = 0.5
+MAX_SIMULATED_HINTS = 100
+
+
+def empty_hints(n: int, height: int, width: int, device: torch.device | str = "cpu") -> torch.Tensor:
+    return torch.zeros(n, HINT_CHANNELS, height, width, device=device)
+
+
+def sample_hint_counts(n: int, generator: torch.Generator | None = None, p: float = GEOMETRIC_P,
+                       no_hint_share: float = NO_HINT_SHARE) -> torch.Tensor:
+    """How many hints each of n training photos gets: 0 for about `no_hint_share` of them, else
+    1 + Geometric(p) (mean 1 / p), capped at MAX_SIMULATED_HINTS."""
+    uniform = torch.rand(n, 2, generator=generator)
+    counts = 1 + torch.floor(torch.log(uniform[:, 1].clamp_min(1e-12)) / torch.log(torch.tensor(1 - p)))
+    counts = counts.clamp(max=MAX_SIMULATED_HINTS).long()
+    return torch.where(uniform[:, 0] < no_hint_share, torch.zeros_like(counts), counts)
+
+
+def simulate_hints(ab: torch.Tensor, counts: Sequence[int] | torch.Tensor, generator: torch.Generator | None = None,
+                   max_patch: int = MAX_PATCH) -> torch.Tensor:
+    """Hint maps for true colours ab (N, 2, H, W): photo i gets counts[i] hints, each a random square
+    patch of side 1..max_patch painted with the patch's mean true ab. Positions come from `generator`
+    (CPU), so a fixed seed gives the same hints on every device."""
+    n, _, height, width = ab.shape
+    hints = empty_hints(n, height, width, ab.device)
+    for i, count in enumerate(torch.as_tensor(counts).tolist()):
+        if not count:
+            continue
+        sizes = torch.randint(1, max_patch + 1, (count,), generator=generator)
+        corners = torch.rand(count, 2, generator=generator)
+        for size, (fy, fx) in zip(sizes.tolist(), corners.tolist(), strict=True):
+            size = min(size, height, width)
+            y, x = int(fy * (height - size + 1)), int(fx * (width - size + 1))
+            patch = (slice(y, y + size), slice(x, x + size))
+            hints[i, :2, patch[0], patch[1]] = ab[i, :, patch[0], patch[1]].mean((1, 2), keepdim=True) / AB_SCALE
+            hints[i, 2, patch[0], patch[1]] = 1.0
+    return hints
+
+
+def pool_hints(hints: torch.Tensor, stride: int) -> torch.Tensor:
+    """Hint maps at 1/stride resolution: each cell holds the mean ab of the hinted pixels in it and a
+    mask of 1 wherever any pixel was hinted (an average would fade a one-pixel hint to 1/stride^2)."""
+    if stride == 1:
+        return hints
+    covered = F.avg_pool2d(hints[:, 2:], stride)
+    ab = F.avg_pool2d(hints[:, :2], stride) / covered.clamp_min(1e-6)
+    return torch.cat([ab, (covered > 0).to(hints.dtype)], dim=1)
+
+
+def user_hint_map(hints: Sequence[dict[str, Any]], photo_size: tuple[int, int], map_size: tuple[int, int],
+                  ab_of_rgb) -> torch.Tensor:
+    """A (1, 3, h, w) hint map from a user's hints on a photo of `photo_size` (width, height).
+
+    Each hint is {"x": .., "y": .., "rgb": [r, g, b]} in the photo's pixels and 0-255 colour, with an
+    optional "radius" (photo pixels; default: a 3x3 patch of the map). `ab_of_rgb` converts an (N, 3)
+    RGB tensor in [0, 1] to ab (N, 2). Bad hints raise a one-line UserError that names the hint.
+    """
+    width, height = photo_size
+    map_h, map_w = map_size
+    checked = [_checked_hint(i, hint, width, height) for i, hint in enumerate(hints)]
+    hint_map = empty_hints(1, map_h, map_w)
+    if not checked:
+        return hint_map
+    ab = ab_of_rgb(torch.tensor([rgb for _, _, rgb, _ in checked], dtype=torch.float32) / 255.0)
+    for (x, y, _, radius), colour in zip(checked, ab, strict=True):
+        cx, cy = int(x * map_w / width), int(y * map_h / height)
+        r = 1 if radius is None else round(radius * map_w / width)
+        rows, cols = slice(max(0, cy - r), cy + r + 1), slice(max(0, cx - r), cx + r + 1)
+        hint_map[0, :2, rows, cols] = (colour / AB_SCALE)[:, None, None]
+        hint_map[0, 2, rows, cols] = 1.0
+    return hint_map
+
+
+def _checked_hint(index: int, hint: Any, width: int, height: int) -> tuple[float, float, list[int], float | None]:
+    where = f"hint {index + 1}"
+    if not isinstance(hint, dict):
+        raise UserError(f"{where}: expected an object with x, y and rgb, got {hint!r}")
+    missing = [key for key in ("x", "y", "rgb") if key not in hint]
+    if missing:
+        raise UserError(f"{where}: missing {', '.join(missing)}")
+    x, y, rgb, radius = hint["x"], hint["y"], hint["rgb"], hint.get("radius")
+    for name, value, limit in (("x", x, width), ("y", y, height)):
+        if not _is_number(value) or not 0 <= value < limit:
+            raise UserError(f"{where}: {name} = {value!r} lies outside the photo (0 to {limit - 1})")
+    if (not isinstance(rgb, (list, tuple)) or len(rgb) != 3
+            or not all(_is_number(c) and 0 <= c <= 255 for c in rgb)):
+        raise UserError(f"{where}: rgb must be three numbers from 0 to 255, got {rgb!r}")
+    if radius is not None and (not _is_number(radius) or not 0 <= radius <= max(width, height)):
+        raise UserError(f"{where}: radius must be a number of pixels from 0 to {max(width, height)}, got {radius!r}")
+    return float(x), float(y), [float(c) for c in rgb], None if radius is None else float(radius)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
