@@ -1,7 +1,8 @@
 """Load and crash test of the study server: no acknowledged vote may be lost, doubled or invented.
 
 Simulated participants (16 at a time) enrol and answer every trial over loopback HTTP against
-`colorizer study serve` running in a subprocess on a fresh SQLite database. Some votes are resent
+`colorizer study serve` running in a subprocess on a fresh SQLite database, as the page does: with
+the participant token, one trial at a time as the server releases them. Some votes are resent
 (must be stored once), some trials get a conflicting second vote (must be refused with 409), some
 participants reload midway (must resume without answered trials). When half the votes are
 acknowledged the server is killed with SIGKILL and restarted on the same database while clients
@@ -34,6 +35,7 @@ import numpy as np
 from PIL import Image, ImageOps
 
 ADMIN_TOKEN = "bench-admin-token"
+TOKEN_HEADER = "X-Participant-Token"
 # The real `study serve` command, without the main CLI's start-up cost (which would lengthen the outage).
 SERVE = (
     "import argparse, sys; from study.cli import register; parser = argparse.ArgumentParser(); "
@@ -115,14 +117,17 @@ class Client:
         self.tally = tally
         self.connection: http.client.HTTPConnection | None = None
 
-    def post(self, path: str, body: dict) -> tuple[int, dict]:
-        payload = json.dumps(body)
+    def request(self, method: str, path: str, body: dict | None = None, token: str | None = None) -> tuple[int, dict]:
+        payload = json.dumps(body) if body is not None else None
+        headers = {"Content-Type": "application/json"} if body is not None else {}
+        if token is not None:
+            headers[TOKEN_HEADER] = token
         for attempt in range(600):
             started = time.perf_counter()
             try:
                 if self.connection is None:
                     self.connection = http.client.HTTPConnection(*self.address, timeout=30)
-                self.connection.request("POST", path, payload, {"Content-Type": "application/json"})
+                self.connection.request(method, path, payload, headers)
                 response = self.connection.getresponse()
                 status, answer = response.status, json.loads(response.read())
             except (OSError, http.client.HTTPException):
@@ -143,34 +148,43 @@ def participant(server: Server, tally: Tally, number: int, args) -> None:
     rng = random.Random(f"{args.seed}-{number}")
     client = Client(server.address, tally)
     external_id = f"bench-{number}"
-    state = client.post("/api/participants", {"external_id": external_id})[1]
-    trials = state["trials"]
-    reload_at = rng.randrange(1, len(trials)) if rng.random() < args.reload else None
-    for index, trial in enumerate(trials):
+    # The enrolment key makes a resent enrolment (its answer lost to the SIGKILL) return this participant.
+    enrolment = {"external_id": external_id, "client_enrolment_id": f"{external_id}-key"}
+    status, state = client.request("POST", "/api/participants", enrolment)
+    if status not in (200, 201):
+        tally.problems.append(f"{external_id}: enrolment refused: {status} {state}")
+        return
+    token, participant_id = state["participant_token"], state["participant_id"]
+    reload_at = rng.randrange(1, state["total"]) if rng.random() < args.reload else None
+    for index in range(state["total"]):
+        trial = state["trials"][0]
         if index == reload_at:
-            resumed = client.post("/api/participants", {"external_id": external_id})[1]
-            if resumed["trials"] != trials[index:]:
+            resumed = client.request("GET", f"/api/participants/{participant_id}", token=token)[1]
+            if resumed.get("trials") != state["trials"] or resumed.get("answered") != index:
                 tally.problems.append(f"{external_id}: resume did not continue at trial {index}")
         time.sleep(rng.uniform(0, 2 * args.think_ms) / 1000)
         vote = {
-            "participant_id": state["participant_id"],
+            "participant_id": participant_id,
             "trial_id": trial["trial_id"],
             "choice": rng.choice(["left", "right"]),
             "rt_ms": rng.randrange(300, 5000),
             "client_vote_id": f"{external_id}-{index}",
         }
-        status, answer = client.post("/api/votes", vote)
+        status, answer = client.request("POST", "/api/votes", vote, token)
         if status != 200:
             tally.problems.append(f"vote refused: {status} {answer}")
-            continue
+            return
         tally.acknowledged[(vote["participant_id"], vote["trial_id"])] = vote["choice"]
-        if rng.random() < args.resend and client.post("/api/votes", vote)[0] != 200:
+        if rng.random() < args.resend and client.request("POST", "/api/votes", vote, token)[0] != 200:
             tally.problems.append("a resent vote was not accepted")
         if rng.random() < args.conflict:
             other = "right" if vote["choice"] == "left" else "left"
             conflict = {**vote, "choice": other, "client_vote_id": vote["client_vote_id"] + "-changed"}
-            if client.post("/api/votes", conflict)[0] != 409:
+            if client.request("POST", "/api/votes", conflict, token)[0] != 409:
                 tally.problems.append("a conflicting re-vote was not refused")
+        state = answer
+    if not state.get("completion_code"):
+        tally.problems.append(f"{external_id}: no completion code after the last trial")
 
 
 def crash_halfway(server: Server, tally: Tally, total_votes: int, done: threading.Event) -> float:

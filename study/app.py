@@ -1,232 +1,260 @@
-"""The participant-facing web app: the page, its stimuli, the JSON API and the admin CSV download."""
+"""The participant-facing web app: wiring of the page, its stimuli, the JSON API (rules in
+`study/service.py`) and the admin CSV download."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
-import random
+import logging
 import re
 import secrets
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, AsyncIterator, Callable, Literal, Sequence, TypeVar
+from typing import Annotated, AsyncIterator, Callable, TypeVar
 
-from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi import APIRouter, Depends, FastAPI, Header, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
+from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from fastapi.staticfiles import StaticFiles
-from pydantic import BaseModel, Field, StringConstraints
-from sqlalchemy import and_, func, insert, or_, select
-from sqlalchemy.exc import IntegrityError, OperationalError
-from sqlalchemy.orm import Session, aliased
+from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from colorizer.errors import UserError
-from study.db import open_database, write_guard
-from study.export import find_study, session_vote_rows, votes_csv
-from study.models import Assignment, Image, Participant, Stimulus, Study, Trial, Vote, public_id
+from study import service
+from study.db import POOL_OVERFLOW, POOL_SIZE, Database, open_database
+from study.export import session_vote_rows, votes_csv
+from study.schemas import (
+    PARTICIPANT_TOKEN_HEADER,
+    EnrolmentOut,
+    ErrorOut,
+    Name,
+    ParticipantOut,
+    ParticipantRequest,
+    Token,
+    VoteOut,
+    VoteRequest,
+)
 
 T = TypeVar("T")
 
 PACKAGE_DIR = Path(__file__).parent
 DEFAULT_EXPOSURE_MS = 5000
+# After this long without reaching the server the page tells the participant their answers are kept.
+DEFAULT_PATIENCE_MS = 30_000
 STIMULUS_NAME = re.compile(r"[0-9a-f]{32}\.jpg")
+MAX_BODY_BYTES = 64 * 1024
+MIN_ADMIN_TOKEN_LENGTH = 16
+# One thread per pooled connection, so a database operation never waits for a connection.
+DATABASE_THREADS = POOL_SIZE + POOL_OVERFLOW
+STORAGE_LOG_INTERVAL_S = 10.0
+SECURITY_HEADERS = [
+    (b"content-security-policy", b"default-src 'self'; base-uri 'self'; form-action 'self'; frame-ancestors 'none'"),
+    (b"x-content-type-options", b"nosniff"),
+    (b"referrer-policy", b"no-referrer"),
+]
+STORAGE_ERRORS = (OperationalError, InterfaceError, PoolTimeoutError)
 
-# Ids are printable ASCII without spaces: that also keeps NUL bytes away from PostgreSQL.
-Token = Annotated[str, StringConstraints(min_length=1, max_length=100, pattern=r"^[!-~]+$")]
-Name = Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=r"^[ -~]+$")]
-
-
-class ParticipantRequest(BaseModel):
-    external_id: Name | None = None
-    study: Name | None = None
-
-
-class TrialOut(BaseModel):
-    trial_id: str
-    left: str
-    right: str
+logger = logging.getLogger("study")
 
 
-class ParticipantOut(BaseModel):
-    participant_id: str
-    trials: list[TrialOut] = Field(description="The trials still to answer, in this participant's order.")
-    answered: int = Field(description="How many of the participant's trials already have a vote.")
-    total: int
-    completion_code: str | None = Field(description="Set once every trial is answered.")
+def check_admin_token(token: str | None) -> None:
+    if token is not None and len(token) < MIN_ADMIN_TOKEN_LENGTH:
+        raise UserError(f"the admin token must be at least {MIN_ADMIN_TOKEN_LENGTH} characters long")
 
 
-class VoteRequest(BaseModel):
-    participant_id: Token
-    trial_id: Token
-    choice: Literal["left", "right"]
-    rt_ms: int = Field(ge=0, le=3_600_000)
-    client_vote_id: Token
+@dataclass
+class StorageErrorLog:
+    """Logs storage failures with their cause, at most one line per interval (plus a count of the
+    rest), so a dead disk or database is visible without flooding the log."""
+
+    interval_s: float = STORAGE_LOG_INTERVAL_S
+    last_logged: float = float("-inf")
+    suppressed: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def report(self, error: Exception) -> None:
+        cause = getattr(error, "orig", None) or error
+        reason = (str(cause).strip().splitlines() or [""])[0]
+        with self.lock:
+            now = time.monotonic()
+            if now - self.last_logged < self.interval_s:
+                self.suppressed += 1
+                return
+            suppressed, self.suppressed, self.last_logged = self.suppressed, 0, now
+        more = f" ({suppressed} more since the last report)" if suppressed else ""
+        logger.error("storage error, answering 503: %s: %s%s", type(cause).__name__, reason, more)
 
 
-class VoteOut(BaseModel):
-    stored: bool
-    answered: int
-    total: int
-    completion_code: str | None
+@dataclass
+class StudyServer:
+    """What the request handlers share: the database, its own worker threads, the stimulus files."""
+
+    database: Database
+    media_dir: str | Path | None
+    admin_token: str | None
+    page: str
+    # Database work runs on these threads, not on the pool that serves files: a database that waits
+    # for a lock (held by another process, or a disk that hangs) must not hold up pages and pictures.
+    database_threads: ThreadPoolExecutor = field(
+        default_factory=lambda: ThreadPoolExecutor(DATABASE_THREADS, thread_name_prefix="study-db")
+    )
+    stimuli: dict[str, Path] = field(default_factory=dict)
+    storage_errors: StorageErrorLog = field(default_factory=StorageErrorLog)
+
+    async def run(self, operation: Callable[..., T], *args) -> T:
+        """Run a blocking database operation on a database thread (one hop per request), in its own session."""
+
+        def in_session() -> T:
+            with self.database.session() as session:
+                return operation(session, *args)
+
+        return await asyncio.get_running_loop().run_in_executor(self.database_threads, in_session)
+
+    async def stimulus_path(self, file_name: str) -> Path | None:
+        """The file behind a stimulus URL; only names of recorded stimuli are served. Known names need
+        no database, new ones (a study prepared after start-up) are looked up once."""
+        if not STIMULUS_NAME.fullmatch(file_name):
+            return None
+        if file_name not in self.stimuli:
+            self.stimuli = await self.run(service.stimulus_files, self.media_dir)
+        return self.stimuli.get(file_name)
 
 
-class ErrorOut(BaseModel):
-    error: str
+class SecurityHeaders:
+    """Adds SECURITY_HEADERS to every HTTP response, errors included."""
+
+    def __init__(self, app: ASGIApp):
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", []), *SECURITY_HEADERS]
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers if scope["type"] == "http" else send)
+
+
+def study_server(request: Request) -> StudyServer:
+    return request.app.state.study
+
+
+Server = Annotated[StudyServer, Depends(study_server)]
+ParticipantToken = Annotated[Token | None, Header(alias=PARTICIPANT_TOKEN_HEADER)]
+BearerToken = Annotated[HTTPAuthorizationCredentials | None, Depends(HTTPBearer(auto_error=False))]
 
 
 def error_responses(*codes: int) -> dict:
     return {code: {"model": ErrorOut} for code in codes}
 
 
-BearerToken = Annotated[HTTPAuthorizationCredentials | None, Depends(HTTPBearer(auto_error=False))]
+router = APIRouter()
 
 
-def participant_state(session: Session, participant: Participant) -> ParticipantOut:
-    left, right = aliased(Stimulus), aliased(Stimulus)
-    rows = session.execute(
-        select(Assignment.trial_id, left.file_name, right.file_name, Vote.id)
-        .join(left, left.id == Assignment.left_stimulus_id)
-        .join(right, right.id == Assignment.right_stimulus_id)
-        .outerjoin(Vote, and_(Vote.participant_id == Assignment.participant_id, Vote.trial_id == Assignment.trial_id))
-        .where(Assignment.participant_id == participant.id)
-        .order_by(Assignment.position)
-    ).all()
-    pending = [
-        TrialOut(trial_id=trial_id, left=f"/media/{left_name}", right=f"/media/{right_name}")
-        for trial_id, left_name, right_name, vote_id in rows
-        if vote_id is None
-    ]
-    return ParticipantOut(
-        participant_id=participant.id,
-        trials=pending,
-        answered=len(rows) - len(pending),
-        total=len(rows),
-        completion_code=None if pending else participant.completion_code,
-    )
+@router.get("/", response_class=HTMLResponse, include_in_schema=False)
+async def participant_page(server: Server) -> HTMLResponse:
+    return HTMLResponse(server.page, headers={"Cache-Control": "no-store"})
 
 
-def balanced_flips(count: int, rng: random.Random) -> list[bool]:
-    """`count` coin flips with as many heads as tails (one extra random flip when odd)."""
-    flips = [True, False] * (count // 2) + [rng.random() < 0.5] * (count % 2)
-    rng.shuffle(flips)
-    return flips
-
-
-def assign_trials(participant: Participant, trials: list[Trial]) -> None:
-    """Give the participant every trial in a random order, with sides swapped in exactly half of the
-    model trials (and half of the catch trials), so neither model nor the degraded side owns a side."""
-    rng = random.Random(participant.id)
-    layout = []
-    for group in ([t for t in trials if not t.is_catch], [t for t in trials if t.is_catch]):
-        for trial, swap in zip(group, balanced_flips(len(group), rng)):
-            sides = (trial.stimulus_b_id, trial.stimulus_a_id) if swap else (trial.stimulus_a_id, trial.stimulus_b_id)
-            layout.append((trial.id, sides))
-    rng.shuffle(layout)
-    participant.assignments = [
-        Assignment(trial_id=trial_id, position=position, left_stimulus_id=left, right_stimulus_id=right)
-        for position, (trial_id, (left, right)) in enumerate(layout)
-    ]
-
-
-def find_or_create_participant(session: Session, request: ParticipantRequest) -> tuple[Participant, bool]:
-    study = find_study(session, request.study)
-    if study is None:
-        raise HTTPException(404, "no such study" if request.study else "no study has been prepared yet")
-
-    def existing() -> Participant | None:
-        if request.external_id is None:
-            return None
-        return session.scalars(
-            select(Participant).where(Participant.study_id == study.id, Participant.external_id == request.external_id)
-        ).first()
-
-    if (participant := existing()) is not None:
-        return participant, False
-    participant = Participant(id=public_id(), study_id=study.id, external_id=request.external_id)
-    trials = session.scalars(select(Trial).where(Trial.study_id == study.id).order_by(Trial.id)).all()
-    assign_trials(participant, list(trials))
+@router.get("/media/{file_name}", include_in_schema=False)
+async def stimulus_file(file_name: str, server: Server) -> Response:
+    path = await server.stimulus_path(file_name)
     try:
-        with write_guard(session):
-            session.add(participant)
-            session.commit()
-        return participant, True
-    except IntegrityError:
-        # The same external id enrolled concurrently (a double click, two tabs): join that one.
-        session.rollback()
-        if (participant := existing()) is None:
-            raise
-        return participant, False
+        content = await run_in_threadpool(path.read_bytes) if path else None
+    except OSError:
+        content = None
+    if content is None:
+        raise StarletteHTTPException(404, "no such stimulus")
+    # No ETag or Last-Modified: both come from the file's time, which says which side was written
+    # first. Names are random and never reused, so the browser may keep the file for good.
+    return Response(content, media_type="image/jpeg", headers={"Cache-Control": "public, max-age=31536000, immutable"})
 
 
-def enrol(session: Session, request: ParticipantRequest) -> tuple[ParticipantOut, bool]:
-    """The participant for (study, external_id), created with a fresh trial order if new."""
-    participant, created = find_or_create_participant(session, request)
-    return participant_state(session, participant), created
+@router.post(
+    "/api/participants",
+    response_model=EnrolmentOut,
+    status_code=201,
+    responses={200: {"model": EnrolmentOut, "description": "Resumed"}, **error_responses(400, 403, 404, 409, 422)},
+)
+async def create_participant(
+    request: ParticipantRequest, response: Response, server: Server, token: ParticipantToken = None
+) -> EnrolmentOut:
+    """Enrol a participant (201). An external_id that is already enrolled is resumed (200) only with
+    its token in X-Participant-Token, or with the same client_enrolment_id; otherwise 409."""
+    state, created = await server.run(service.enrol, request, token)
+    response.status_code = 201 if created else 200
+    return state
 
 
-def resume(session: Session, participant_id: str) -> ParticipantOut:
-    participant = session.get(Participant, participant_id)
-    if participant is None:
-        raise HTTPException(404, "unknown participant")
-    return participant_state(session, participant)
+@router.get(
+    "/api/participants/{participant_id}", response_model=ParticipantOut, responses=error_responses(401, 403, 404, 422)
+)
+async def get_participant(participant_id: Token, server: Server, token: ParticipantToken = None) -> ParticipantOut:
+    """Resume a participant (the page keeps its id and token in localStorage)."""
+    return await server.run(service.resume, participant_id, token)
 
 
-def stimulus_path(session: Session, file_name: str, media_dir: str | Path | None) -> Path:
-    """The file behind a stimulus URL; only names of recorded stimuli are served."""
-    recorded_dir = None
-    if STIMULUS_NAME.fullmatch(file_name):
-        recorded_dir = session.scalar(
-            select(Study.media_dir)
-            .join(Image, Image.study_id == Study.id)
-            .join(Stimulus, Stimulus.image_id == Image.id)
-            .where(Stimulus.file_name == file_name)
-        )
-    if recorded_dir is None or not (path := Path(media_dir or recorded_dir) / file_name).is_file():
-        raise HTTPException(404, "no such stimulus")
-    return path
+@router.post("/api/votes", response_model=VoteOut, responses=error_responses(400, 401, 403, 404, 409, 413, 422))
+async def post_vote(vote: VoteRequest, server: Server, token: ParticipantToken = None) -> VoteOut:
+    """Store a vote on the current trial; it is committed before the response, which lists the next
+    trials. Resending the same vote is harmless."""
+    return await server.run(service.record_vote, vote, token)
 
 
-def check_replay(vote: VoteRequest, existing: Sequence[Vote]) -> None:
-    """Accept a resent vote (same client_vote_id, same content); anything else is a conflict."""
-    stored = [(v.client_vote_id, v.participant_id, v.trial_id, v.choice) for v in existing]
-    if stored != [(vote.client_vote_id, vote.participant_id, vote.trial_id, vote.choice)]:
-        raise HTTPException(409, "this trial already has a different vote, or client_vote_id was used for another vote")
-
-
-def votes_in_the_way(session: Session, vote: VoteRequest) -> Sequence[Vote]:
-    """Stored votes that collide with `vote`: one for the same trial, or one with the same key."""
-    same_trial = and_(Vote.participant_id == vote.participant_id, Vote.trial_id == vote.trial_id)
-    return session.scalars(select(Vote).where(or_(same_trial, Vote.client_vote_id == vote.client_vote_id))).all()
-
-
-def record_vote(session: Session, vote: VoteRequest) -> VoteOut:
-    """Store the vote, or accept an identical resend. The insert comes first because resends are rare:
-    the unique constraints, not a prior read, decide between two racing copies."""
-    completion_code = session.scalar(
-        select(Participant.completion_code)
-        .join(Assignment, Assignment.participant_id == Participant.id)
-        .where(Assignment.participant_id == vote.participant_id, Assignment.trial_id == vote.trial_id)
-    )
-    if completion_code is None:
-        raise HTTPException(404, "unknown participant, or a trial not assigned to this participant")
+@router.get(
+    "/admin/export.csv",
+    response_class=Response,
+    responses={200: {"content": {"text/csv": {}}}, **error_responses(401, 404)},
+)
+async def export_votes(credentials: BearerToken, server: Server, study: Name | None = None) -> Response:
+    """Every vote as CSV (one study with ?study=NAME). Needs `Authorization: Bearer <admin token>`."""
+    given = credentials.credentials if credentials else ""
+    if not server.admin_token or not secrets.compare_digest(given.encode(), server.admin_token.encode()):
+        raise StarletteHTTPException(401, "admin token required", headers={"WWW-Authenticate": "Bearer"})
     try:
-        with write_guard(session):
-            session.execute(insert(Vote).values(**vote.model_dump()))
-            session.commit()
-    except IntegrityError:
-        session.rollback()
-        check_replay(vote, votes_in_the_way(session, vote))
-    answered, total = session.execute(
-        select(
-            select(func.count()).where(Vote.participant_id == vote.participant_id).scalar_subquery(),
-            select(func.count()).where(Assignment.participant_id == vote.participant_id).scalar_subquery(),
-        )
-    ).one()
-    return VoteOut(
-        stored=True, answered=answered, total=total, completion_code=completion_code if answered == total else None
+        rows = await server.run(session_vote_rows, study)
+    except UserError as error:
+        raise StarletteHTTPException(404, str(error)) from None
+    return Response(
+        votes_csv(rows), media_type="text/csv", headers={"Content-Disposition": 'attachment; filename="votes.csv"'}
     )
+
+
+async def http_error(_request: Request, error: StarletteHTTPException) -> JSONResponse:
+    message = f"the request body is over {MAX_BODY_BYTES // 1024} KB" if error.status_code == 413 else str(error.detail)
+    return JSONResponse({"error": message}, status_code=error.status_code, headers=error.headers)
+
+
+async def service_error(_request: Request, error: service.ServiceError) -> JSONResponse:
+    return JSONResponse({"error": error.message}, status_code=error.status)
+
+
+async def validation_error(_request: Request, error: RequestValidationError) -> JSONResponse:
+    first = error.errors()[0] if error.errors() else {}
+    if first.get("type") == "json_invalid":
+        return JSONResponse({"error": "the request body is not valid JSON"}, status_code=400)
+    where = ".".join(str(part) for part in first.get("loc", ()) if part != "body")
+    message = first.get("msg", "invalid request")
+    return JSONResponse({"error": f"{where}: {message}" if where else message}, status_code=422)
+
+
+async def storage_error(request: Request, error: Exception) -> JSONResponse:
+    # Nothing was stored; the page keeps the vote and retries with the same client_vote_id.
+    study_server(request).storage_errors.report(error)
+    return JSONResponse({"error": "database busy, please retry"}, status_code=503, headers={"Retry-After": "2"})
+
+
+def participant_page_html(exposure_ms: int, patience_ms: int) -> str:
+    page = (PACKAGE_DIR / "templates" / "index.html").read_text()
+    return page.replace("{{CONFIG}}", json.dumps({"exposureMs": exposure_ms, "patienceMs": patience_ms}))
 
 
 def create_app(
@@ -234,102 +262,37 @@ def create_app(
     media_dir: str | Path | None = None,
     admin_token: str | None = None,
     exposure_ms: int = DEFAULT_EXPOSURE_MS,
+    patience_ms: int = DEFAULT_PATIENCE_MS,
 ) -> FastAPI:
     """The app for the studies in `db_url`. Stimuli are read from `media_dir` if given, else from each
     study's recorded media dir. Without `admin_token` the CSV download is refused to everyone."""
-    sessions = open_database(db_url)
+    check_admin_token(admin_token)
+    server = StudyServer(open_database(db_url), media_dir, admin_token, participant_page_html(exposure_ms, patience_ms))
+    with server.database.session() as session:
+        server.stimuli = service.stimulus_files(session, media_dir)
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         yield
-        sessions.kw["bind"].dispose()
+        server.database_threads.shutdown(wait=False)
+        server.database.dispose()
 
     # No /docs or /redoc: their pages load scripts from a CDN, and the study serves nothing third-party.
-    app = FastAPI(title="Colorization preference study", version="1", lifespan=lifespan, docs_url=None, redoc_url=None)
-    page = (PACKAGE_DIR / "templates" / "index.html").read_text()
-    page = page.replace("{{CONFIG}}", json.dumps({"exposureMs": exposure_ms}))
-
-    @app.exception_handler(StarletteHTTPException)
-    async def http_error(_request: Request, error: StarletteHTTPException) -> JSONResponse:
-        return JSONResponse({"error": str(error.detail)}, status_code=error.status_code, headers=error.headers)
-
-    @app.exception_handler(RequestValidationError)
-    async def validation_error(_request: Request, error: RequestValidationError) -> JSONResponse:
-        first = error.errors()[0] if error.errors() else {}
-        if first.get("type") == "json_invalid":
-            return JSONResponse({"error": "the request body is not valid JSON"}, status_code=422)
-        where = ".".join(str(part) for part in first.get("loc", ()) if part != "body")
-        message = first.get("msg", "invalid request")
-        return JSONResponse({"error": f"{where}: {message}" if where else message}, status_code=422)
-
-    @app.exception_handler(OperationalError)
-    async def database_busy(_request: Request, _error: OperationalError) -> JSONResponse:
-        # Nothing was stored; the page retries with the same client_vote_id.
-        return JSONResponse({"error": "database busy, please retry"}, status_code=503, headers={"Retry-After": "1"})
-
-    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
-    async def participant_page() -> HTMLResponse:
-        return HTMLResponse(page, headers={"Cache-Control": "no-store"})
-
+    app = FastAPI(
+        title="Colorization preference study",
+        version="2",
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+        max_body_size=MAX_BODY_BYTES,
+    )
+    app.state.study = server
+    app.include_router(router)
     app.mount("/static", StaticFiles(directory=PACKAGE_DIR / "static"), name="static")
-
-    async def in_session(operation: Callable[..., T], *args) -> T:
-        """Run a blocking database operation in a worker thread (one hop per request), in its own session."""
-
-        def run() -> T:
-            with sessions() as session:
-                return operation(session, *args)
-
-        return await run_in_threadpool(run)
-
-    @app.get("/media/{file_name}", include_in_schema=False)
-    async def stimulus_file(file_name: str) -> FileResponse:
-        path = await in_session(stimulus_path, file_name, media_dir)
-        # Names are random and never reused, so the browser may keep the file for good.
-        return FileResponse(
-            path, media_type="image/jpeg", headers={"Cache-Control": "public, max-age=31536000, immutable"}
-        )
-
-    @app.post(
-        "/api/participants",
-        response_model=ParticipantOut,
-        status_code=201,
-        responses={200: {"model": ParticipantOut, "description": "Resumed"}, **error_responses(400, 404, 422)},
-    )
-    async def create_participant(request: ParticipantRequest, response: Response) -> ParticipantOut:
-        """Enrol a participant, or resume the one already enrolled with this external_id (200)."""
-        state, created = await in_session(enrol, request)
-        response.status_code = 201 if created else 200
-        return state
-
-    @app.get("/api/participants/{participant_id}", response_model=ParticipantOut, responses=error_responses(404))
-    async def get_participant(participant_id: Token) -> ParticipantOut:
-        """Resume a participant by id (the page keeps it in localStorage)."""
-        return await in_session(resume, participant_id)
-
-    @app.post("/api/votes", response_model=VoteOut, responses=error_responses(400, 404, 409, 422))
-    async def post_vote(vote: VoteRequest) -> VoteOut:
-        """Store a vote; it is committed before the response. Resending the same vote is harmless."""
-        return await in_session(record_vote, vote)
-
-    @app.get(
-        "/admin/export.csv",
-        response_class=Response,
-        responses={200: {"content": {"text/csv": {}}}, **error_responses(401, 404)},
-    )
-    async def export_votes(credentials: BearerToken, study: Name | None = None) -> Response:
-        """Every vote as CSV (one study with ?study=NAME). Needs `Authorization: Bearer <admin token>`."""
-        given = credentials.credentials if credentials else ""
-        if not admin_token or not secrets.compare_digest(given.encode(), admin_token.encode()):
-            raise HTTPException(401, "admin token required", headers={"WWW-Authenticate": "Bearer"})
-        try:
-            rows = await in_session(session_vote_rows, study)
-        except UserError as error:
-            raise HTTPException(404, str(error)) from None
-        return Response(
-            votes_csv(rows),
-            media_type="text/csv",
-            headers={"Content-Disposition": 'attachment; filename="votes.csv"'},
-        )
-
+    app.add_exception_handler(StarletteHTTPException, http_error)
+    app.add_exception_handler(service.ServiceError, service_error)
+    app.add_exception_handler(RequestValidationError, validation_error)
+    for storage_failure in STORAGE_ERRORS:
+        app.add_exception_handler(storage_failure, storage_error)
+    app.add_middleware(SecurityHeaders)
     return app

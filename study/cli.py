@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from pathlib import Path
 
 from study import DEFAULT_DB_URL
 
@@ -34,10 +35,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     serve.add_argument("--media", metavar="DIR", help="stimulus folder (default: the one recorded by prepare)")
     serve.add_argument("--host", default="127.0.0.1", help="interface to listen on (default 127.0.0.1)")
     serve.add_argument("--port", type=int, default=8000, help="port (default 8000)")
-    serve.add_argument(
-        "--admin-token",
-        help="bearer token for /admin/export.csv (default $COLORIZER_ADMIN_TOKEN, else a random one is printed)",
+    tokens = serve.add_mutually_exclusive_group()
+    tokens.add_argument(
+        "--admin-token-file",
+        metavar="FILE",
+        help="file holding the bearer token for /admin/export.csv (default $COLORIZER_ADMIN_TOKEN, "
+        "else a random one is printed)",
     )
+    tokens.add_argument("--admin-token", help="the token itself (visible to other users in `ps`: prefer the file)")
     serve.set_defaults(func=run_serve)
 
     export = commands.add_parser("export", help="write every vote to a CSV file")
@@ -65,21 +70,72 @@ def run_prepare(args: argparse.Namespace) -> int:
     return 0
 
 
-def run_serve(args: argparse.Namespace) -> int:
+# Connection limits of `study serve`. Past MAX_CONNECTIONS open connections and requests, new
+# requests get an immediate 503 instead of exhausting file descriptors (which resets everyone's
+# connections); idle keep-alive connections close after KEEP_ALIVE_S.
+MAX_CONNECTIONS = 2000
+KEEP_ALIVE_S = 5
+LISTEN_BACKLOG = 2048
+
+
+def admin_token(args: argparse.Namespace) -> str:
+    """The token from --admin-token-file, --admin-token (with a warning) or the environment, else a new one."""
     import secrets
+
+    from colorizer.errors import UserError
+
+    if args.admin_token_file:
+        try:
+            return Path(args.admin_token_file).read_text().strip()
+        except (OSError, UnicodeDecodeError) as error:
+            raise UserError(f"cannot read the admin token file {args.admin_token_file}: {error}") from None
+    if args.admin_token:
+        print(
+            "warning: --admin-token is visible to every user of this machine (ps); "
+            "use --admin-token-file or COLORIZER_ADMIN_TOKEN",
+            file=sys.stderr,
+        )
+        return args.admin_token
+    if token := os.environ.get("COLORIZER_ADMIN_TOKEN"):
+        return token
+    token = secrets.token_urlsafe(24)
+    print(f"admin token for /admin/export.csv: {token}", file=sys.stderr)
+    return token
+
+
+def raise_open_file_limit() -> None:
+    """Allow as many open files as the hard limit does (up to what MAX_CONNECTIONS needs): the
+    usual soft limit of 1024 would let a thousand idle connections lock everyone else out."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = MAX_CONNECTIONS + 256
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (wanted if hard == resource.RLIM_INFINITY else min(wanted, hard), hard))
+
+
+def run_serve(args: argparse.Namespace) -> int:
+    import logging
 
     import uvicorn
 
     from study.app import create_app
 
-    token = args.admin_token or os.environ.get("COLORIZER_ADMIN_TOKEN")
-    if not token:
-        token = secrets.token_urlsafe(24)
-        print(f"admin token for /admin/export.csv: {token}", file=sys.stderr)
-    app = create_app(args.db, args.media, token)
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    app = create_app(args.db, args.media, admin_token(args))
+    raise_open_file_limit()
     print(f"study page: http://{args.host}:{args.port}/ (add ?PROLIFIC_PID=... or ?pid=...)", file=sys.stderr)
     # One process: SQLite has one writer anyway, and votes are short transactions.
-    uvicorn.run(app, host=args.host, port=args.port, access_log=False, log_level="warning")
+    uvicorn.run(
+        app,
+        host=args.host,
+        port=args.port,
+        access_log=False,
+        log_level="warning",
+        limit_concurrency=MAX_CONNECTIONS,
+        timeout_keep_alive=KEEP_ALIVE_S,
+        backlog=LISTEN_BACKLOG,
+    )
     return 0
 
 

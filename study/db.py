@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import contextlib
 import threading
+from dataclasses import dataclass
 from pathlib import Path
 from typing import ContextManager, Iterator
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, inspect
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.schema import CreateColumn
 
 from colorizer.errors import UserError
 from study import DEFAULT_DB_URL
@@ -63,8 +65,43 @@ def write_guard(session: Session) -> ContextManager:
     return _SQLITE_WRITE_LOCK if session.get_bind().dialect.name == "sqlite" else contextlib.nullcontext()
 
 
-def open_database(url: str = DEFAULT_DB_URL, must_exist: bool = False) -> sessionmaker[Session]:
-    """Connect, create any missing tables, and return a session factory.
+@dataclass(frozen=True)
+class Database:
+    """An open database: the engine (one connection pool) and the factory of sessions bound to it."""
+
+    engine: Engine
+    sessions: sessionmaker[Session]
+
+    def session(self) -> Session:
+        return self.sessions()
+
+    def dispose(self) -> None:
+        """Close the pooled connections."""
+        self.engine.dispose()
+
+
+def add_missing_columns(engine: Engine) -> None:
+    """Add the nullable columns that later versions introduced to tables made by an earlier one.
+
+    `create_all` creates missing tables but never alters existing ones, and a study database must
+    stay usable across upgrades; new columns are nullable, so old rows stay valid (NULL = not recorded).
+    """
+    inspector = inspect(engine)
+    existing_tables = set(inspector.get_table_names())
+    quote = engine.dialect.identifier_preparer.quote
+    with engine.begin() as connection:
+        for table in Base.metadata.sorted_tables:
+            if table.name not in existing_tables:
+                continue
+            present = {column["name"] for column in inspector.get_columns(table.name)}
+            for column in table.columns:
+                if column.name not in present:
+                    spec = CreateColumn(column).compile(dialect=engine.dialect)
+                    connection.exec_driver_sql(f"ALTER TABLE {quote(table.name)} ADD COLUMN {spec}")
+
+
+def open_database(url: str = DEFAULT_DB_URL, must_exist: bool = False) -> Database:
+    """Connect, create any missing tables and columns, and return the open database.
 
     `must_exist` is for readers (export, analysis): a mistyped SQLite path must not quietly become a
     new empty database.
@@ -76,20 +113,21 @@ def open_database(url: str = DEFAULT_DB_URL, must_exist: bool = False) -> sessio
             engine.dispose()
             raise UserError(f"no database at {database}")
     try:
+        add_missing_columns(engine)
         Base.metadata.create_all(engine)
     except OperationalError as error:
         engine.dispose()
         reason = str(error.orig).strip().splitlines()[0] if error.orig else str(error)
         raise UserError(f"cannot open database {engine.url.render_as_string()}: {reason}") from None
-    return sessionmaker(engine, expire_on_commit=False)
+    return Database(engine, sessionmaker(engine, expire_on_commit=False))
 
 
 @contextlib.contextmanager
 def database_session(url: str = DEFAULT_DB_URL, must_exist: bool = False) -> Iterator[Session]:
     """One session for a one-off job (prepare, export); the connection pool is closed afterwards."""
-    sessions = open_database(url, must_exist)
+    database = open_database(url, must_exist)
     try:
-        with sessions() as session:
+        with database.session() as session:
             yield session
     finally:
-        sessions.kw["bind"].dispose()
+        database.dispose()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import datetime as dt
 import io
 from pathlib import Path
 
@@ -13,7 +12,8 @@ from sqlalchemy.orm import Session, aliased
 from colorizer.atomic import atomic_path
 from colorizer.errors import UserError
 from study.db import database_session
-from study.models import CATCH_MODEL, Assignment, Image, Participant, Stimulus, Study, Trial, Vote
+from study.models import CATCH_MODEL, Assignment, Image, Participant, Stimulus, Study, Trial, Vote, as_utc
+from study.service import find_study
 
 VOTE_COLUMNS = [
     "participant_id",
@@ -29,21 +29,27 @@ VOTE_COLUMNS = [
     "catch_passed",
     "study",
     "created_at",
+    "server_ms",
+    "too_fast",
+    "exposure_ms",
+    "lost_focus",
 ]
 
+# A vote faster than this, by the page's or by the server's clock, is flagged `too_fast`: nobody
+# looks at two pictures and chooses in less (a bot, or a key pressed before the pictures showed).
+TOO_FAST_MS = 300
 
-def iso_utc(moment: dt.datetime) -> str:
-    # SQLite hands timestamps back without a zone; they were written in UTC.
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=dt.timezone.utc)
-    return moment.astimezone(dt.timezone.utc).isoformat()
+# OWASP's CSV-injection rule: a cell starting with one of these is a formula to a spreadsheet.
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 
-def find_study(session: Session, name: str | None) -> Study | None:
-    """The study called `name`, or with no name the most recently prepared one."""
-    query = select(Study)
-    query = query.where(Study.name == name) if name is not None else query.order_by(Study.id.desc())
-    return session.scalars(query.limit(1)).first()
+def too_fast(rt_ms: int, server_ms: int | None) -> bool:
+    return rt_ms < TOO_FAST_MS or (server_ms is not None and server_ms < TOO_FAST_MS)
+
+
+def spreadsheet_safe(value: object) -> object:
+    """`value`, with a leading apostrophe if it is text a spreadsheet would run as a formula."""
+    return f"'{value}" if isinstance(value, str) and value.startswith(FORMULA_STARTS) else value
 
 
 def studies_to_export(session: Session, name: str | None) -> list[int]:
@@ -86,7 +92,11 @@ def session_vote_rows(session: Session, study: str | None = None) -> list[dict]:
                 "is_catch": trial.is_catch,
                 "catch_passed": (chosen_model != CATCH_MODEL) if trial.is_catch else None,
                 "study": study_name,
-                "created_at": iso_utc(vote.created_at),
+                "created_at": as_utc(vote.created_at).isoformat(),
+                "server_ms": vote.server_ms,
+                "too_fast": too_fast(vote.rt_ms, vote.server_ms),
+                "exposure_ms": vote.exposure_ms,
+                "lost_focus": vote.lost_focus,
             }
         )
     return rows
@@ -116,10 +126,11 @@ def stimuli(db_url: str, study: str | None = None) -> list[dict]:
 
 
 def votes_csv(rows: list[dict]) -> str:
+    """The rows as CSV text, every cell safe to open in a spreadsheet."""
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=VOTE_COLUMNS, lineterminator="\n")
     writer.writeheader()
-    writer.writerows(rows)
+    writer.writerows({column: spreadsheet_safe(value) for column, value in row.items()} for row in rows)
     return buffer.getvalue()
 
 

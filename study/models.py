@@ -5,6 +5,9 @@ catch images); a Trial pairs two stimuli of one image. A Participant gets every 
 once, as an Assignment that fixes its position and which stimulus is shown on the left. A Vote
 answers one assignment: the composite foreign key makes "vote for a trial that was not assigned"
 impossible and the unique (participant, trial) constraint makes a second vote impossible.
+
+Columns added after the first release are nullable (NULL: not recorded), and `study.db` adds them to
+an existing database when it opens it.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import datetime as dt
 import secrets
 
 from sqlalchemy import (
+    Boolean,
     CheckConstraint,
     DateTime,
     ForeignKey,
@@ -31,9 +35,17 @@ def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.timezone.utc)
 
 
+def as_utc(moment: dt.datetime) -> dt.datetime:
+    """`moment` as an aware UTC time: SQLite hands timestamps back without a zone; they were written in UTC."""
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=dt.timezone.utc)
+    return moment.astimezone(dt.timezone.utc)
+
+
 def public_id() -> str:
-    """Unguessable id for rows whose id is shown to participants (it must not encode order or model)."""
-    return secrets.token_urlsafe(12)
+    """Unguessable id for rows whose id is shown to participants (it must not encode order or model).
+    Hex, so that no id starts with a character that a spreadsheet would read as a formula."""
+    return secrets.token_hex(12)
 
 
 class Base(DeclarativeBase):
@@ -108,6 +120,12 @@ class Participant(Base):
     external_id: Mapped[str | None] = mapped_column(String(200))
     completion_code: Mapped[str] = mapped_column(String(16), default=lambda: secrets.token_hex(4).upper())
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    # SHA-256 of the participant's secret token (the token itself is never stored): requests that
+    # read or change the participant must carry the token. NULL for participants from before tokens.
+    token_hash: Mapped[str | None] = mapped_column(String(64))
+    # SHA-256 of the page's enrolment key, so that an enrolment resent after a lost answer gets the
+    # participant (with a new token) instead of "already enrolled".
+    enrolment_key_hash: Mapped[str | None] = mapped_column(String(64))
 
     study: Mapped[Study] = relationship()
     assignments: Mapped[list[Assignment]] = relationship(
@@ -128,6 +146,9 @@ class Assignment(Base):
     position: Mapped[int] = mapped_column(Integer)
     left_stimulus_id: Mapped[int] = mapped_column(ForeignKey("stimulus.id", ondelete="CASCADE"))
     right_stimulus_id: Mapped[int] = mapped_column(ForeignKey("stimulus.id", ondelete="CASCADE"))
+    # When the server first handed this trial out as the one to answer now: the start of the
+    # server's own response time, which, unlike the page's rt_ms, the participant cannot forge.
+    released_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
 
     participant: Mapped[Participant] = relationship(back_populates="assignments")
     trial: Mapped[Trial] = relationship()
@@ -155,3 +176,9 @@ class Vote(Base):
     # The page's idempotency key: a resent vote carries the same one and is stored once.
     client_vote_id: Mapped[str] = mapped_column(String(100), unique=True)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    # Milliseconds from the trial's release to the vote's arrival, by the server's clock.
+    server_ms: Mapped[int | None] = mapped_column(Integer)
+    # As measured by the page: from the frame that showed the pictures to the frame that removed them.
+    exposure_ms: Mapped[int | None] = mapped_column(Integer)
+    # Whether the page lost focus (another tab or window) while the trial was on screen.
+    lost_focus: Mapped[bool | None] = mapped_column(Boolean)

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import io
 import random
 import secrets
 import sys
 from pathlib import Path
 from typing import Callable, Mapping
 
+import numpy as np
 from PIL import Image as PILImage
 from PIL import ImageFilter, ImageOps
 from sqlalchemy import select
@@ -20,6 +22,8 @@ from study.models import CATCH_MODEL, Image, Stimulus, Study, Trial
 Colorize = Callable[[PILImage.Image], PILImage.Image]
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff"}
+# Bisection steps when matching a degraded catch picture's file size to its partner's.
+GRAIN_SEARCH_STEPS = 12
 
 
 def warn(message: str) -> None:
@@ -67,6 +71,39 @@ def degrade(image: PILImage.Image) -> PILImage.Image:
     return ImageOps.invert(image.filter(ImageFilter.GaussianBlur(radius)))
 
 
+def jpeg_bytes(image: PILImage.Image) -> bytes:
+    buffer = io.BytesIO()
+    # 4:4:4 chroma: subsampling would blur exactly the colours participants are judging.
+    image.save(buffer, format="JPEG", quality=95, subsampling=0)
+    return buffer.getvalue()
+
+
+def with_grain(image: PILImage.Image, sigma: float, seed: int) -> PILImage.Image:
+    noise = np.random.default_rng(seed).normal(0, sigma, (image.height, image.width, 3))
+    return PILImage.fromarray(np.clip(np.asarray(image, dtype=float) + noise, 0, 255).astype(np.uint8))
+
+
+def degraded_jpeg(good: PILImage.Image, partner_bytes: int, rng: random.Random) -> bytes:
+    """The JPEG file of `good`'s degraded version, with film grain added until it is about as large
+    as its partner's file.
+
+    A blurred picture compresses to a fraction of a sharp one, so without the grain "pick the larger
+    file" passes every catch trial without looking. The target is drawn from 0.8 to 1.25 times the
+    partner's size, so that which of the two is larger says nothing either."""
+    degraded = degrade(good)
+    target = partner_bytes * rng.uniform(0.8, 1.25)
+    seed = rng.randrange(2**32)
+    best = jpeg_bytes(degraded)
+    low, high = 0.0, 64.0
+    for _ in range(GRAIN_SEARCH_STEPS):
+        if abs(len(best) - target) <= 0.05 * target:
+            break
+        sigma = (low + high) / 2
+        best = jpeg_bytes(with_grain(degraded, sigma, seed))
+        low, high = (sigma, high) if len(best) < target else (low, sigma)
+    return best
+
+
 class StimulusWriter:
     """Writes stimuli under random names and remembers them, so a failed prepare leaves no files."""
 
@@ -74,13 +111,12 @@ class StimulusWriter:
         self.media_dir = media_dir
         self.written: list[Path] = []
 
-    def write(self, image: PILImage.Image) -> str:
+    def write(self, content: bytes) -> str:
         file_name = f"{secrets.token_hex(16)}.jpg"
         path = self.media_dir / file_name
         try:
             with atomic_path(path) as tmp:
-                # 4:4:4 chroma: subsampling would blur exactly the colours participants are judging.
-                image.save(tmp, format="JPEG", quality=95, subsampling=0)
+                tmp.write_bytes(content)
         except OSError as error:
             raise UserError(f"cannot write stimulus {path}: {error.strerror or error}") from None
         self.written.append(path)
@@ -133,19 +169,21 @@ def prepare_study(
             image = Image(source=str(path.resolve()), width=photo.width, height=photo.height)
             study.images.append(image)
             if index <= n:
-                side_a = colorize_checked(model_a, colorize_a, photo)
-                side_b = colorize_checked(model_b, colorize_b, photo)
                 models = (model_a, model_b)
+                contents = [jpeg_bytes(colorize_checked(model, colorize, photo)) for model, colorize in colorizers.items()]
             else:
                 # Alternate which model supplies the good side so catch trials favour neither.
                 model, colorize = (model_a, colorize_a) if index % 2 else (model_b, colorize_b)
-                side_a = colorize_checked(model, colorize, photo)
-                side_b = degrade(side_a)
                 models = (model, CATCH_MODEL)
-            stimulus_a, stimulus_b = (
-                Stimulus(model=model, file_name=writer.write(side), image=image)
-                for model, side in zip(models, (side_a, side_b))
-            )
+                good = colorize_checked(model, colorize, photo)
+                good_jpeg = jpeg_bytes(good)
+                contents = [good_jpeg, degraded_jpeg(good, len(good_jpeg), rng)]
+            stimulus_a, stimulus_b = (Stimulus(model=model, image=image) for model in models)
+            # The two files in a random order: whichever is written first has the older file time.
+            sides = list(zip((stimulus_a, stimulus_b), contents))
+            secrets.SystemRandom().shuffle(sides)
+            for stimulus, content in sides:
+                stimulus.file_name = writer.write(content)
             study.trials.append(
                 Trial(image=image, stimulus_a=stimulus_a, stimulus_b=stimulus_b, is_catch=index > n)
             )
