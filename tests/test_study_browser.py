@@ -1,5 +1,6 @@
 """A whole participant session in headless Chromium: consent, a real 5-second exposure, keys and
-buttons, a reload in the middle, the completion code, and the votes in the database."""
+buttons, a reload in the middle, the completion code, and the votes in the database; and a shared
+computer, where the next anonymous person starts afresh."""
 
 from __future__ import annotations
 
@@ -12,8 +13,12 @@ from pathlib import Path
 import pytest
 from tests.study_support import FAKE_COLORIZERS, STUDY, write_photos
 
+from sqlalchemy import func, select
+
 from study.app import create_app
+from study.db import database_session
 from study.export import vote_rows
+from study.models import Participant
 from study.prepare import prepare_study
 
 CHROMIUM = "/usr/bin/chromium"
@@ -37,8 +42,9 @@ sync_api = pytest.importorskip("playwright.sync_api")
 
 
 @pytest.fixture
-def live_server(tmp_path: Path):
-    """The app (default 5 s exposure) on a free loopback port, served by uvicorn in a thread."""
+def live_server(tmp_path: Path, request):
+    """The app (default 5 s exposure, or the `exposure_ms` parameter) on a free loopback port,
+    served by uvicorn in a thread."""
     import uvicorn
 
     db_url = f"sqlite:///{tmp_path / 'votes.db'}"
@@ -47,7 +53,8 @@ def live_server(tmp_path: Path):
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(create_app(db_url), host="127.0.0.1", port=port, log_level="warning"))
+    app = create_app(db_url, exposure_ms=getattr(request, "param", 5000))
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 20
@@ -73,17 +80,18 @@ def test_participant_session(live_server):
         page.check("#consent-check")
         start.click()
 
-        # Trial 1: both pictures appear together, stay for 5 s, then vanish; a choice is still needed.
+        # Trial 1: both pictures appear together, stay for 5 s, then leave the document; a choice is
+        # still needed.
         left, right = page.locator("#frame-left img"), page.locator("#frame-right img")
         left.wait_for(state="visible")
         assert right.is_visible()
         shown = time.monotonic()
         page.wait_for_timeout(4000)
         assert left.is_visible() and right.is_visible()
-        left.wait_for(state="hidden", timeout=4000)
+        left.wait_for(state="detached", timeout=4000)
         hidden_after = time.monotonic() - shown
         assert 4.5 < hidden_after < 6.5, hidden_after
-        assert not right.is_visible()
+        assert page.locator(".frame img").count() == 0
         assert page.locator(".progress-text").inner_text() == "0 / 4"
         page.keyboard.press("ArrowLeft")
 
@@ -105,6 +113,7 @@ def test_participant_session(live_server):
 
         page.locator("#done").wait_for(state="visible")
         code = page.locator("#completion-code").inner_text()
+        assert page.locator("#new-participant").is_hidden()  # a recruited participant has their own id
         browser.close()
 
     rows = vote_rows(db_url)
@@ -112,6 +121,43 @@ def test_participant_session(live_server):
     assert {row["external_id"] for row in rows} == {"browser-1"}
     assert len({row["trial_id"] for row in rows}) == 4
     assert rows[0]["rt_ms"] >= 5000 and all(row["rt_ms"] > 0 for row in rows)
+    # The page measured the exposure from the frames that showed and removed the pictures.
+    assert rows[0]["exposure_ms"] >= 5000 and all(0 < row["exposure_ms"] <= row["rt_ms"] + 100 for row in rows)
+    assert all(row["lost_focus"] is False for row in rows)
+    assert all(row["server_ms"] is not None for row in rows)
     assert code and len(code) == 8
     # Everything came from the study server itself: no CDN, no third-party requests.
     assert all(address.startswith(url) for address in requested), requested
+
+
+@pytest.mark.parametrize("live_server", [300], indirect=True)
+def test_next_anonymous_person_on_a_shared_computer_starts_afresh(live_server):
+    url, db_url = live_server
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = browser.new_page()
+        page.goto(url)
+        page.check("#consent-check")
+        page.click("#start")
+        for answered in range(4):
+            page.locator(".progress-text", has_text=f"{answered} / 4").wait_for()
+            page.locator("#frame-left img").wait_for(state="attached")
+            page.keyboard.press("ArrowRight")
+        page.locator("#done").wait_for(state="visible")
+        first_code = page.locator("#completion-code").inner_text()
+
+        # The next person opens the page in the same browser: the previous thank-you page, with a way out.
+        page.reload()
+        page.locator("#done").wait_for(state="visible")
+        page.click("#new-participant")
+        page.locator("#consent").wait_for(state="visible")
+        page.check("#consent-check")
+        page.click("#start")
+        page.locator(".progress-text", has_text="0 / 4").wait_for()
+        browser.close()
+
+    rows = vote_rows(db_url)
+    assert len(rows) == 4 and len({row["participant_id"] for row in rows}) == 1
+    assert first_code and len(first_code) == 8
+    with database_session(db_url) as session:
+        assert session.scalar(select(func.count()).select_from(Participant)) == 2

@@ -1,7 +1,7 @@
 "use strict";
 
 // The participant page: consent, forced-choice trials, completion code.
-// State that must survive a reload (participant id, votes not yet acknowledged) lives in
+// State that must survive a reload (participant id and token, votes not yet acknowledged) lives in
 // localStorage; the server is the authority on which trials are still open.
 
 const config = JSON.parse(document.getElementById("config").textContent);
@@ -45,16 +45,24 @@ const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
 class FatalError extends Error {}
 
-// Retries network failures and 5xx forever (with backoff); returns null on 404/409 when allowed.
-async function api(method, url, body, { tolerate = [] } = {}) {
+const TOKEN_HEADER = "X-Participant-Token";
+
+function connectionMessage(failingForMs) {
+  if (failingForMs < config.patienceMs) return "Connection problem, retrying…";
+  return "Your answers are not lost: they are kept in this browser until the server takes them. " +
+    "Please keep this page open; it keeps trying by itself.";
+}
+
+// Retries network failures and 5xx forever (with backoff, after Retry-After when given);
+// returns null on the statuses in `tolerate`.
+async function api(method, url, body, { token = null, tolerate = [] } = {}) {
+  const failingSince = performance.now();
   for (let attempt = 0; ; attempt++) {
+    const headers = body ? { "Content-Type": "application/json" } : {};
+    if (token) headers[TOKEN_HEADER] = token;
     let response;
     try {
-      response = await fetch(url, {
-        method,
-        headers: body ? { "Content-Type": "application/json" } : {},
-        body: body ? JSON.stringify(body) : undefined,
-      });
+      response = await fetch(url, { method, headers, body: body ? JSON.stringify(body) : undefined });
     } catch {
       response = null;
     }
@@ -67,8 +75,9 @@ async function api(method, url, body, { tolerate = [] } = {}) {
       const detail = await response.json().catch(() => ({}));
       throw new FatalError(detail.error || `request failed (${response.status})`);
     }
-    $(".status").textContent = "Connection problem, retrying…";
-    await sleep(Math.min(5000, 250 * 2 ** attempt));
+    $(".status").textContent = connectionMessage(performance.now() - failingSince);
+    const retryAfterMs = 1000 * (Number(response && response.headers.get("Retry-After")) || 0);
+    await sleep(Math.max(retryAfterMs, Math.min(5000, 250 * 2 ** attempt)));
   }
 }
 
@@ -115,71 +124,106 @@ function awaitChoice() {
   });
 }
 
+// The start time of the next frame (the pictures changed before it are painted in it).
+const nextFrame = () => new Promise((resolve) => requestAnimationFrame(resolve));
+
+// Shows the pair, removes the pictures from the document after the exposure (or at the answer),
+// and measures: the response time and the exposure from the frames that showed and removed the
+// pictures, and whether the page lost focus in between (another tab or window).
 async function showTrial([leftImage, rightImage]) {
-  const pair = $(".pair");
-  pair.classList.remove("hidden-images");
+  let lostFocus = false;
+  const onFocusLost = () => {
+    if (document.hidden || !document.hasFocus()) lostFocus = true;
+  };
+  window.addEventListener("blur", onFocusLost);
+  document.addEventListener("visibilitychange", onFocusLost);
   $("#frame-left").replaceChildren(leftImage);
   $("#frame-right").replaceChildren(rightImage);
-  // Time from the frame in which both pictures are first painted.
-  const shownAt = await new Promise((resolve) => requestAnimationFrame(() => resolve(performance.now())));
-  const hideTimer = setTimeout(() => pair.classList.add("hidden-images"), config.exposureMs);
+  const shownAt = await nextFrame();
+  let hidden = null;
+  const hide = () => {
+    if (!hidden) {
+      $("#frame-left").replaceChildren();
+      $("#frame-right").replaceChildren();
+      hidden = nextFrame();
+    }
+    return hidden;
+  };
+  const hideTimer = setTimeout(hide, config.exposureMs);
   const choice = await awaitChoice();
   const rtMs = Math.round(performance.now() - shownAt);
   clearTimeout(hideTimer);
-  pair.classList.add("hidden-images");
-  return { choice, rtMs };
+  const hiddenAt = await hide();
+  window.removeEventListener("blur", onFocusLost);
+  document.removeEventListener("visibilitychange", onFocusLost);
+  return { choice, rtMs, exposureMs: Math.round(hiddenAt - shownAt), lostFocus };
 }
 
-// Sends a vote kept in localStorage until acknowledged; a 409 means it is already answered.
+// Sends a vote kept in localStorage until acknowledged; null (after a 409) means the trial was
+// already answered, e.g. in another tab.
 async function sendVote(saved, vote) {
-  const result = await api("POST", "/api/votes", vote, { tolerate: [409] });
+  const result = await api("POST", "/api/votes", vote, { token: saved.token, tolerate: [409] });
   saved.pending = saved.pending.filter((pending) => pending.client_vote_id !== vote.client_vote_id);
   save(saved);
   return result;
 }
 
+// The server releases one trial at a time: each answer lists the trial to show now and the next
+// one, which is preloaded meanwhile.
 async function runTrials(saved, state) {
   show("trial");
-  let { answered, total } = state;
-  let completionCode = state.completion_code;
-  setProgress(answered, total);
-  let next = state.trials.length ? preloadTrial(state.trials[0]) : null;
-  for (let i = 0; i < state.trials.length; i++) {
-    const images = await next;
-    next = i + 1 < state.trials.length ? preloadTrial(state.trials[i + 1]) : null;
-    const { choice, rtMs } = await showTrial(images);
+  const loading = new Map();
+  const load = (trial) => {
+    if (!loading.has(trial.trial_id)) loading.set(trial.trial_id, preloadTrial(trial));
+    return loading.get(trial.trial_id);
+  };
+  while (state.trials.length) {
+    setProgress(state.answered, state.total);
+    const [current, next] = state.trials;
+    const images = await load(current);
+    loading.delete(current.trial_id);
+    if (next) load(next);
+    const measured = await showTrial(images);
     const vote = {
       participant_id: saved.participantId,
-      trial_id: state.trials[i].trial_id,
-      choice,
-      rt_ms: rtMs,
+      trial_id: current.trial_id,
+      choice: measured.choice,
+      rt_ms: measured.rtMs,
+      exposure_ms: measured.exposureMs,
+      lost_focus: measured.lostFocus,
       client_vote_id: randomId(),
     };
     saved.pending.push(vote);
     save(saved);
-    const result = await sendVote(saved, vote);
-    answered = result ? result.answered : answered + 1;
-    completionCode = result ? result.completion_code : completionCode;
-    setProgress(answered, total);
+    state = (await sendVote(saved, vote)) ||
+      (await api("GET", `/api/participants/${saved.participantId}`, null, { token: saved.token }));
   }
-  if (!completionCode) {
-    // The last vote was already stored (e.g. from another tab): ask for the current state.
-    const latest = await api("GET", `/api/participants/${saved.participantId}`);
-    if (latest.trials.length) return runTrials(saved, latest);
-    completionCode = latest.completion_code;
-  }
-  $("#completion-code").textContent = completionCode;
+  setProgress(state.answered, state.total);
+  $("#completion-code").textContent = state.completion_code;
+  // On a shared computer the next person must not land on this page for good.
+  $("#new-participant").hidden = externalId !== null;
+  $("#new-participant").onclick = () => {
+    localStorage.removeItem(storageKey);
+    location.reload();
+  };
   show("done");
 }
 
+function startAfresh() {
+  localStorage.removeItem(storageKey);
+  return askConsent(loadSaved());
+}
+
 async function resume(saved) {
+  // Kept from before participant tokens: the server would refuse it.
+  if (!saved.token) return startAfresh();
   for (const vote of [...saved.pending]) await sendVote(saved, vote);
-  const state = await api("GET", `/api/participants/${saved.participantId}`, null, { tolerate: [404] });
-  if (state === null) {
-    // The participant is gone from the server (e.g. a new database): start afresh.
-    localStorage.removeItem(storageKey);
-    return askConsent(loadSaved());
-  }
+  const state = await api("GET", `/api/participants/${saved.participantId}`, null, {
+    token: saved.token,
+    tolerate: [401, 403, 404],
+  });
+  // The participant is gone from the server (e.g. a new database): start afresh.
+  if (state === null) return startAfresh();
   return runTrials(saved, state);
 }
 
@@ -196,8 +240,16 @@ function askConsent(saved) {
     start.onclick = async () => {
       start.disabled = true;
       try {
-        const state = await api("POST", "/api/participants", { external_id: externalId, study: studyName });
+        // Kept before sending: an enrolment resent after a lost answer gets the same participant.
+        saved.enrolmentKey = saved.enrolmentKey || randomId();
+        save(saved);
+        const state = await api("POST", "/api/participants", {
+          external_id: externalId,
+          study: studyName,
+          client_enrolment_id: saved.enrolmentKey,
+        });
         saved.participantId = state.participant_id;
+        saved.token = state.participant_token;
         save(saved);
         resolve(runTrials(saved, state));
       } catch (error) {
