@@ -202,7 +202,7 @@ async def get_participant(participant_id: Token, server: Server, token: Particip
     return await server.run(service.resume, participant_id, token)
 
 
-@router.post("/api/votes", response_model=VoteOut, responses=error_responses(400, 401, 403, 404, 409, 413, 422))
+@router.post("/api/votes", response_model=VoteOut, responses=error_responses(400, 401, 403, 404, 409, 422))
 async def post_vote(vote: VoteRequest, server: Server, token: ParticipantToken = None) -> VoteOut:
     """Store a vote on the current trial; it is committed before the response, which lists the next
     trials. Resending the same vote is harmless."""
@@ -229,8 +229,7 @@ async def export_votes(credentials: BearerToken, server: Server, study: Name | N
 
 
 async def http_error(_request: Request, error: StarletteHTTPException) -> JSONResponse:
-    message = f"the request body is over {MAX_BODY_BYTES // 1024} KB" if error.status_code == 413 else str(error.detail)
-    return JSONResponse({"error": message}, status_code=error.status_code, headers=error.headers)
+    return JSONResponse({"error": str(error.detail)}, status_code=error.status_code, headers=error.headers)
 
 
 async def service_error(_request: Request, error: service.ServiceError) -> JSONResponse:

@@ -7,10 +7,15 @@ own schema, dropped afterwards, so reruns and parallel runs never see each other
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
+import socket
+import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 import pytest
@@ -152,3 +157,29 @@ def answer_all(client, participant: dict, choice="left") -> list[dict]:
         answers.append(vote(client, participant, trials[0], choice))
         trials = answers[-1]["trials"]
     return answers
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@contextlib.contextmanager
+def live_app(app) -> Iterator[str]:
+    """`app` served by uvicorn in a thread on a free loopback port: its URL."""
+    import uvicorn
+
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        assert time.monotonic() < deadline, "server did not start"
+        time.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)

@@ -5,13 +5,11 @@ computer, where the next anonymous person starts afresh."""
 from __future__ import annotations
 
 import shutil
-import socket
-import threading
 import time
 from pathlib import Path
 
 import pytest
-from tests.study_support import FAKE_COLORIZERS, STUDY, write_photos
+from tests.study_support import FAKE_COLORIZERS, STUDY, live_app, write_photos
 
 from sqlalchemy import func, select
 
@@ -43,27 +41,12 @@ sync_api = pytest.importorskip("playwright.sync_api")
 
 @pytest.fixture
 def live_server(tmp_path: Path, request):
-    """The app (default 5 s exposure, or the `exposure_ms` parameter) on a free loopback port,
-    served by uvicorn in a thread."""
-    import uvicorn
-
+    """The app (default 5 s exposure, or the `exposure_ms` parameter) on a free loopback port."""
     db_url = f"sqlite:///{tmp_path / 'votes.db'}"
     write_photos(tmp_path / "photos", 5)
     prepare_study(db_url, STUDY, FAKE_COLORIZERS, tmp_path / "photos", tmp_path / "media", n=3, catch=1)
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    app = create_app(db_url, exposure_ms=getattr(request, "param", 5000))
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        assert time.monotonic() < deadline, "server did not start"
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}", db_url
-    server.should_exit = True
-    thread.join(timeout=10)
+    with live_app(create_app(db_url, exposure_ms=getattr(request, "param", 5000))) as url:
+        yield url, db_url
 
 
 def test_participant_session(live_server):
