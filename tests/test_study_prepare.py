@@ -180,3 +180,24 @@ def test_cli_prepare_with_real_checkpoints(tiny_checkpoint, study_photos, tmp_pa
     assert len(files) == 6 and {f["model"] for f in files} == {str(tiny_checkpoint), str(second), CATCH_MODEL}
     with pytest.raises(UserError, match="two different models"):
         run_cli(*argv, "--models", "a", "a")
+
+
+def test_a_database_from_before_the_new_columns_gets_them(tmp_path):
+    """Columns added later (tokens, release times, server and exposure times) are added to an
+    older database when it is opened, and its rows stay readable."""
+    from sqlalchemy import inspect
+
+    from study.db import open_database
+
+    db_url = f"sqlite:///{tmp_path / 'old.db'}"
+    database = open_database(db_url)
+    with database.engine.begin() as connection:
+        for table, column in [("participant", "token_hash"), ("assignment", "released_at"), ("vote", "server_ms")]:
+            connection.exec_driver_sql(f"ALTER TABLE {table} DROP COLUMN {column}")
+    database.dispose()
+    database = open_database(db_url)
+    columns = {table: {c["name"] for c in inspect(database.engine).get_columns(table)} for table in ("participant", "assignment", "vote")}
+    database.dispose()
+    assert "token_hash" in columns["participant"] and "released_at" in columns["assignment"]
+    assert "server_ms" in columns["vote"]
+    assert vote_rows(db_url) == []
