@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-from sqlalchemy import and_, insert, or_, select, update
+from sqlalchemy import and_, bindparam, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, aliased
 
@@ -136,17 +136,31 @@ class AssignedTrial:
         return TrialOut(trial_id=self.trial_id, left=f"/media/{self.left_file}", right=f"/media/{self.right_file}")
 
 
+# Statements run on every vote are built once: building one costs more CPU than SQLite takes to run it.
+_left, _right = aliased(Stimulus), aliased(Stimulus)
+ASSIGNED_TRIALS = (
+    select(Assignment.trial_id, _left.file_name, _right.file_name, Assignment.released_at, Vote.id)
+    .join(_left, _left.id == Assignment.left_stimulus_id)
+    .join(_right, _right.id == Assignment.right_stimulus_id)
+    .outerjoin(Vote, and_(Vote.participant_id == Assignment.participant_id, Vote.trial_id == Assignment.trial_id))
+    .where(Assignment.participant_id == bindparam("participant_id"))
+    .order_by(Assignment.position)
+)
+INSERT_VOTE = insert(Vote)
+RELEASE_TRIAL = (
+    update(Assignment)
+    .where(
+        Assignment.participant_id == bindparam("participant"),
+        Assignment.trial_id == bindparam("trial"),
+        Assignment.released_at.is_(None),
+    )
+    .values(released_at=bindparam("released_at"))
+)
+
+
 def assigned_trials(session: Session, participant_id: str) -> list[AssignedTrial]:
     """The participant's trials in their order, with whether each has a vote."""
-    left, right = aliased(Stimulus), aliased(Stimulus)
-    rows = session.execute(
-        select(Assignment.trial_id, left.file_name, right.file_name, Assignment.released_at, Vote.id)
-        .join(left, left.id == Assignment.left_stimulus_id)
-        .join(right, right.id == Assignment.right_stimulus_id)
-        .outerjoin(Vote, and_(Vote.participant_id == Assignment.participant_id, Vote.trial_id == Assignment.trial_id))
-        .where(Assignment.participant_id == participant_id)
-        .order_by(Assignment.position)
-    ).all()
+    rows = session.execute(ASSIGNED_TRIALS, {"participant_id": participant_id}).all()
     return [
         AssignedTrial(trial_id, left_file, right_file, released_at, vote_id is not None)
         for trial_id, left_file, right_file, released_at, vote_id in rows
@@ -264,20 +278,14 @@ def record_vote(session: Session, vote: VoteRequest, token: str | None) -> VoteO
         arrived = utcnow()
         try:
             with write_guard(session):
-                session.execute(
-                    insert(Vote).values(
-                        **vote.model_dump(), created_at=arrived, server_ms=elapsed_ms(trial.released_at, arrived)
-                    )
+                connection = session.connection()
+                connection.execute(
+                    INSERT_VOTE,
+                    {**vote.model_dump(), "created_at": arrived, "server_ms": elapsed_ms(trial.released_at, arrived)},
                 )
                 if len(pending) > 1:
-                    session.execute(
-                        update(Assignment)
-                        .where(
-                            Assignment.participant_id == participant.id,
-                            Assignment.trial_id == pending[1].trial_id,
-                            Assignment.released_at.is_(None),
-                        )
-                        .values(released_at=arrived)
+                    connection.execute(
+                        RELEASE_TRIAL, {"participant": participant.id, "trial": pending[1].trial_id, "released_at": arrived}
                     )
                 session.commit()
             trial.answered = True
