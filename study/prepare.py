@@ -170,7 +170,9 @@ def prepare_study(
             study.images.append(image)
             if index <= n:
                 models = (model_a, model_b)
-                contents = [jpeg_bytes(colorize_checked(model, colorize, photo)) for model, colorize in colorizers.items()]
+                contents = [
+                    jpeg_bytes(colorize_checked(model, colorize, photo)) for model, colorize in colorizers.items()
+                ]
             else:
                 # Alternate which model supplies the good side so catch trials favour neither.
                 model, colorize = (model_a, colorize_a) if index % 2 else (model_b, colorize_b)

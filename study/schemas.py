@@ -64,7 +64,8 @@ class VoteRequest(BaseModel):
     rt_ms: Milliseconds
     client_vote_id: Token
     exposure_ms: Milliseconds | None = Field(
-        default=None, description="Measured on the page: from the frame that showed the pictures to the one that removed them."
+        default=None,
+        description="Measured on the page: from the frame that showed the pictures to the one that removed them.",
     )
     lost_focus: StrictBool | None = Field(default=None, description="Whether the page lost focus during the trial.")
 

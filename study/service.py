@@ -284,9 +284,8 @@ def record_vote(session: Session, vote: VoteRequest, token: str | None) -> VoteO
                     {**vote.model_dump(), "created_at": arrived, "server_ms": elapsed_ms(trial.released_at, arrived)},
                 )
                 if len(pending) > 1:
-                    connection.execute(
-                        RELEASE_TRIAL, {"participant": participant.id, "trial": pending[1].trial_id, "released_at": arrived}
-                    )
+                    release = {"participant": participant.id, "trial": pending[1].trial_id, "released_at": arrived}
+                    connection.execute(RELEASE_TRIAL, release)
                 session.commit()
             trial.answered = True
         except IntegrityError:

@@ -142,7 +142,9 @@ def vote_body(participant: dict, trial: dict, choice="left", client_vote_id=None
     }
 
 
-def vote(client, participant: dict, trial: dict, choice="left", client_vote_id=None, expected_status=200, **fields) -> dict:
+def vote(
+    client, participant: dict, trial: dict, choice="left", client_vote_id=None, expected_status=200, **fields
+) -> dict:
     body = vote_body(participant, trial, choice, client_vote_id, **fields)
     response = client.post("/api/votes", json=body, headers=token_header(participant))
     assert response.status_code == expected_status, response.text

@@ -136,7 +136,8 @@ def test_unknown_study_and_unknown_participant(client):
     assert client.post("/api/participants", json={"study": STUDY}).status_code == 201
     some_token = {"X-Participant-Token": "x" * 43}
     assert client.get("/api/participants/nobody", headers=some_token).status_code == 404
-    assert client.get("/api/participants/no%00body", headers=some_token).status_code == 422  # PostgreSQL text cannot hold NUL
+    # PostgreSQL text cannot hold NUL
+    assert client.get("/api/participants/no%00body", headers=some_token).status_code == 422
     token = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
     assert client.get("/admin/export.csv?study=a%00b", headers=token).status_code == 422
 

@@ -144,3 +144,36 @@ def test_next_anonymous_person_on_a_shared_computer_starts_afresh(live_server):
     assert first_code and len(first_code) == 8
     with database_session(db_url) as session:
         assert session.scalar(select(func.count()).select_from(Participant)) == 2
+
+
+def test_the_page_tells_the_participant_their_answers_are_kept_when_storage_fails(tmp_path):
+    """Issue 15, finding 7: with votes failing (503), the page keeps retrying and, after the patience
+    time (30 s in a study, 1 s here), says the answers are kept; the vote is stored once storage is back."""
+    from sqlalchemy import event
+    from sqlalchemy.exc import OperationalError
+
+    db_url = f"sqlite:///{tmp_path / 'votes.db'}"
+    write_photos(tmp_path / "photos", 5)
+    prepare_study(db_url, STUDY, FAKE_COLORIZERS, tmp_path / "photos", tmp_path / "media", n=3, catch=1)
+    app = create_app(db_url, exposure_ms=300, patience_ms=1000)
+    engine = app.state.study.database.engine
+
+    def disk_full(_connection, _cursor, statement, *_args):
+        if statement.startswith("INSERT INTO vote"):
+            raise OperationalError(statement, {}, Exception("database or disk is full"))
+
+    with live_app(app) as url, sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = browser.new_page()
+        page.goto(url)
+        page.check("#consent-check")
+        page.click("#start")
+        page.locator("#frame-left img").wait_for(state="attached")
+        event.listen(engine, "before_cursor_execute", disk_full)
+        page.keyboard.press("ArrowLeft")
+        page.locator(".status", has_text="Your answers are not lost").wait_for(timeout=30_000)
+        assert "keep this page open" in page.locator(".status").inner_text()
+        event.remove(engine, "before_cursor_execute", disk_full)
+        page.locator(".progress-text", has_text="1 / 4").wait_for(timeout=30_000)
+        browser.close()
+    assert [row["choice"] for row in vote_rows(db_url)] == ["left"]

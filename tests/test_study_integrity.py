@@ -192,7 +192,8 @@ def test_a_resent_enrolment_with_its_key_gets_the_participant_back(client):
     # The first answer's token was lost on the way: it is replaced.
     assert client.get(f"/api/participants/{first['participant_id']}", headers=token_header(first)).status_code == 403
     assert client.get(f"/api/participants/{first['participant_id']}", headers=token_header(again)).status_code == 200
-    assert client.post("/api/participants", json={"external_id": "lost-answer", "client_enrolment_id": "other"}).status_code == 409
+    other_key = {"external_id": "lost-answer", "client_enrolment_id": "other"}
+    assert client.post("/api/participants", json=other_key).status_code == 409
 
 
 # 4. The server trusts no client
@@ -335,10 +336,9 @@ def test_storage_failures_are_logged_and_answered_503(client, prepared, caplog):
     event.listen(engine, "before_cursor_execute", disk_full)
     try:
         with caplog.at_level(logging.ERROR, logger="study"):
+            body = vote_body(participant, participant["trials"][0])
             for _ in range(3):
-                response = client.post(
-                    "/api/votes", json=vote_body(participant, participant["trials"][0]), headers=token_header(participant)
-                )
+                response = client.post("/api/votes", json=body, headers=token_header(participant))
                 assert response.status_code == 503 and int(response.headers["retry-after"]) > 0
     finally:
         event.remove(engine, "before_cursor_execute", disk_full)
@@ -367,7 +367,8 @@ def test_an_outside_write_lock_holds_up_no_page_picture_or_script(tmp_path):
 
         def send_vote(participant: dict) -> None:
             body = vote_body(participant, participant["trials"][0])
-            statuses.append(httpx.post(f"{url}/api/votes", json=body, headers=token_header(participant), timeout=60).status_code)
+            response = httpx.post(f"{url}/api/votes", json=body, headers=token_header(participant), timeout=60)
+            statuses.append(response.status_code)
 
         voters = [threading.Thread(target=send_vote, args=(p,)) for p in participants]
         for voter in voters:

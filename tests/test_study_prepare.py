@@ -196,7 +196,9 @@ def test_a_database_from_before_the_new_columns_gets_them(tmp_path):
             connection.exec_driver_sql(f"ALTER TABLE {table} DROP COLUMN {column}")
     database.dispose()
     database = open_database(db_url)
-    columns = {table: {c["name"] for c in inspect(database.engine).get_columns(table)} for table in ("participant", "assignment", "vote")}
+    inspector = inspect(database.engine)
+    tables = ("participant", "assignment", "vote")
+    columns = {table: {column["name"] for column in inspector.get_columns(table)} for table in tables}
     database.dispose()
     assert "token_hash" in columns["participant"] and "released_at" in columns["assignment"]
     assert "server_ms" in columns["vote"]
