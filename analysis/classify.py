@@ -16,6 +16,7 @@ from itertools import combinations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from colorizer.defaults import DEFAULT_TEMPERATURE
 from colorizer.device import DEVICE_HELP
 from colorizer.errors import UserError
 
@@ -59,8 +60,8 @@ def register(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--out", type=Path, required=True, metavar="DIR", help="output folder")
     parser.add_argument("--limit", type=int, help="classify at most this many photos, spread over the classes")
     parser.add_argument("--batch-size", type=int, default=16, help="photos per batch (default 16)")
-    parser.add_argument("--temperature", type=float, default=0.38,
-                        help="annealed-mean temperature of the colorizations (default 0.38, the paper's)")
+    parser.add_argument("--temperature", type=float, default=DEFAULT_TEMPERATURE,
+                        help=f"annealed-mean temperature of the colorizations (default {DEFAULT_TEMPERATURE}, the paper's)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the random colorization (default 0)")
     parser.add_argument("--device", default="auto", help=DEVICE_HELP)
     parser.set_defaults(func=run_classify)

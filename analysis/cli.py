@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from study import DEFAULT_DB_URL
+from study.cli import add_db_argument
 from analysis.classify import register as register_classify
 from analysis.samples import register as register_samples
 
@@ -20,11 +20,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     register_samples(commands)
 
 
-def _add_db_argument(parser: argparse.ArgumentParser | argparse._MutuallyExclusiveGroup) -> None:
-    parser.add_argument("--db", default=DEFAULT_DB_URL, metavar="URL",
-                        help=f"SQLAlchemy URL of the study database (default {DEFAULT_DB_URL})")
-
-
 def _register_votes(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser(
         "votes",
@@ -33,7 +28,7 @@ def _register_votes(commands: argparse._SubParsersAction) -> None:
         "figures 2 to 5 (PNG and PDF) into --out.",
     )
     source = parser.add_mutually_exclusive_group()
-    _add_db_argument(source)
+    add_db_argument(source)
     source.add_argument("--csv", metavar="FILE", type=Path,
                         help="a `colorizer study export` file instead of a database (no montages)")
     parser.add_argument("--study", metavar="NAME", help="analyse only this study (default: all votes)")
@@ -54,7 +49,7 @@ def _register_simulate(commands: argparse._SubParsersAction) -> None:
         "the votes and wins 70% of the images, as in the paper. A missing study is created without "
         f"stimulus files. The name must start with {SIMULATED_PREFIX!r}; reports label such studies as simulated.",
     )
-    _add_db_argument(parser)
+    add_db_argument(parser)
     parser.add_argument("--study", default=SIMULATED_STUDY_NAME, metavar="NAME",
                         help=f"study to fill (default {SIMULATED_STUDY_NAME})")
     parser.add_argument("--seed", type=int, default=0, help="simulation seed (default 0)")

@@ -24,7 +24,8 @@ from colorizer.checkpoint import load_model
 from colorizer.infer import bundled_model_path
 from colorizer.loss import encode_targets
 from colorizer.prior import rebalance_weights
-from colorizer.train import batch_loss, lab_batch
+from colorizer.color import lab_batch
+from colorizer.train import batch_loss
 
 CPU, CUDA = torch.device("cpu"), torch.device("cuda")
 
@@ -43,12 +44,10 @@ def compare(name: str, images: list[Image.Image]) -> None:
     model, config = load_model(bundled_model_path(name))
     model = model.float().eval()
     weights = rebalance_weights(torch.tensor(config["prior"]), config["mix"])
-    args = argparse.Namespace(neighbours=5, sigma=5.0, amp="off")
     with torch.no_grad():
-        cpu_loss = batch_loss(model, crops, weights, args, CPU).item()
-        cuda_loss = batch_loss(model.to(CUDA), crops, weights.to(CUDA), args, CUDA).item()
-        args.amp = "bf16"
-        bf16_loss = batch_loss(model, crops, weights.to(CUDA), args, CUDA).item()
+        cpu_loss = batch_loss(model, crops, weights, CPU, with_hints=False).item()
+        cuda_loss = batch_loss(model.to(CUDA), crops, weights.to(CUDA), CUDA, with_hints=False).item()
+        bf16_loss = batch_loss(model, crops, weights.to(CUDA), CUDA, amp="bf16", with_hints=False).item()
     ab_cpu, ab_cuda = lab_batch(crops, CPU)[1], lab_batch(crops, CUDA)[1]
     bins_cpu = encode_targets(ab_cpu, weights).bins[:, 0]
     bins_cuda = encode_targets(ab_cuda, weights.to(CUDA)).bins[:, 0].cpu()  # the targets as training makes them

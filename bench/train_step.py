@@ -8,7 +8,6 @@ after warm-up, both variants interleaved. Last line: `speedup=<bf16 step / float
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import sys
 import time
@@ -36,26 +35,25 @@ def trainer(float32_depthwise: bool):
     return model, optimizer
 
 
-def step_seconds(model, optimizer, rgb, weights, args) -> list[float]:
+def step_seconds(model, optimizer, rgb, weights) -> list[float]:
     times = []
     for _ in range(STEPS):
         start = time.perf_counter()
-        train_step(model, optimizer, rgb, weights, args, torch.device("cpu"))
+        train_step(model, optimizer, rgb, weights, torch.device("cpu"), amp="bf16")
         times.append(time.perf_counter() - start)
     return times
 
 
 def main() -> None:
-    args = argparse.Namespace(neighbours=5, sigma=5.0, amp="bf16")
     weights = rebalance_weights(torch.full((313,), 1 / 313, dtype=torch.float64))
     rgb = torch.randint(0, 256, (32, 3, 128, 128), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
     variants = {"bf16": trainer(False), "float32": trainer(True)}
     times: dict[str, list[float]] = {name: [] for name in variants}
     for name, (model, optimizer) in variants.items():
-        step_seconds(model, optimizer, rgb, weights, args)  # warm-up: oneDNN primitive creation
+        step_seconds(model, optimizer, rgb, weights)  # warm-up: oneDNN primitive creation
     for _ in range(ROUNDS):
         for name, (model, optimizer) in variants.items():
-            times[name] += step_seconds(model, optimizer, rgb, weights, args)
+            times[name] += step_seconds(model, optimizer, rgb, weights)
     medians = {name: statistics.median(values) for name, values in times.items()}
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; batch 32 x 128 px; "
           f"depthwise bf16: {medians['bf16']:.3f} s/step, float32: {medians['float32']:.3f} s/step")

@@ -1,4 +1,4 @@
-"""The quantized ab plane: 313 in-gamut bins on a 10-grid, nearest-bin lookup and soft encoding."""
+"""The quantized ab plane: 313 in-gamut bins on a 10-grid and the nearest-bin lookup (soft encoding: loss.py)."""
 
 from __future__ import annotations
 
@@ -118,10 +118,3 @@ def nearest_bins(ab: torch.Tensor, k: int = 5) -> tuple[torch.Tensor, torch.Tens
         return t.reshape(n, h, w, k).permute(0, 3, 1, 2)
 
     return to_image(idx_k), to_image(d2_k)
-
-
-def soft_encode(ab: torch.Tensor, k: int = 5, sigma: float = 5.0) -> torch.Tensor:
-    """Soft targets (N, 313, H, W): Gaussian weights (sigma in ab units) on the k nearest bins, summing to 1."""
-    idx, d2 = nearest_bins(ab, k)
-    kernel = torch.softmax(-d2 / (2 * sigma**2), dim=1)  # the Gaussian kernel, normalised
-    return torch.zeros(ab.shape[0], NUM_BINS, *ab.shape[2:], device=ab.device).scatter_(1, idx, kernel)

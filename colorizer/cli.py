@@ -1,4 +1,5 @@
-"""The `colorizer` command: train, colorize, prior, eval, demo, study, analyze."""
+"""The core's subcommands: train, colorize, prior, eval. `python -m colorizer` runs them alone (as torchrun
+does); the `colorizer` command adds the demo's, the study's and the analysis' (toolkit/cli.py)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import sys
 import warnings
 from pathlib import Path
 
+from colorizer.defaults import DEFAULT_TEMPERATURE
 from colorizer.device import DEVICE_HELP
 from colorizer.errors import UserError
 
@@ -25,7 +27,7 @@ def cmd_prior(args: argparse.Namespace) -> int:
     from colorizer.atomic import write_text
     from colorizer.data import scan_folder
     from colorizer.device import resolve_device
-    from colorizer.train import compute_prior
+    from colorizer.prior import compute_prior
 
     device = resolve_device(args.device)
     scan = scan_folder(args.data, limit=args.limit)
@@ -60,14 +62,16 @@ def cmd_colorize(args: argparse.Namespace) -> int:
         if item.is_dir() and not files:
             raise UserError(f"{item}: no images found")
         jobs += [(f, output_path(f, item if item.is_dir() else None, Path(args.out))) for f in files]
+    hints = read_hints(args.hints, len(jobs)) if args.hints else None
     # freezing the network costs seconds once and saves most of the time per photo: worth it for batches
     colorizer = Colorizer.load(args.model, device=args.device, optimize=len(jobs) >= OPTIMIZE_FROM)
     failures = 0
     progress = tqdm(total=len(jobs), desc="colorize", unit="img", disable=len(jobs) < 2)
 
     def flush(batch: list[tuple[Path, object]]) -> None:
-        results = colorizer.colorize_many([image for _, image in batch], args.temperature, args.batch_size)
-        for (target, _), result in zip(batch, results):
+        images = [image for _, image in batch]
+        results = colorizer.colorize_many(images, args.temperature, args.batch_size, hints=hints and [hints])
+        for (target, _), result in zip(batch, results, strict=True):
             with atomic_path(target) as tmp:
                 result.save(tmp, format="PNG")
             progress.update()
@@ -91,6 +95,21 @@ def cmd_colorize(args: argparse.Namespace) -> int:
     return 1 if failures else 0
 
 
+def read_hints(path: str, photos: int) -> list:
+    """The hint list of `--hints FILE`: a JSON list of {"x", "y", "rgb", optional "radius"} for one photo."""
+    if photos != 1:
+        raise UserError(f"--hints applies to exactly one photo, got {photos}")
+    try:
+        hints = json.loads(Path(path).read_text())
+    except OSError as exc:
+        raise UserError(f"{path}: {exc.strerror}") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise UserError(f"{path}: not valid JSON ({exc})") from None
+    if not isinstance(hints, list):
+        raise UserError(f"{path}: expected a JSON list of hints like [{{\"x\": 120, \"y\": 40, \"rgb\": [200, 30, 30]}}]")
+    return hints
+
+
 def cmd_eval(args: argparse.Namespace) -> int:
     from colorizer.evaluate import run_eval
 
@@ -98,20 +117,11 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_demo(args: argparse.Namespace) -> int:
-    from demo.app import launch
-
-    launch(host=args.host, port=args.port, share=args.share, models_dir=args.models_dir)
-    return 0
-
-
-def build_parser() -> argparse.ArgumentParser:
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add train, colorize, prior and eval to a command line."""
     from colorizer.train_args import add_arguments as add_train_arguments
 
-    parser = argparse.ArgumentParser(prog="colorizer", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
-    p = sub.add_parser("train", help="train a colorization network on a folder of colour photos")
+    p = sub.add_parser("train", help="train a colorization network on folders of colour photos")
     add_train_arguments(p)
     p.set_defaults(func=cmd_train)
 
@@ -119,7 +129,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files or folders (searched recursively)")
     p.add_argument("--out", required=True, help="output folder (one PNG per input, same stem)")
     p.add_argument("--model", default="generic", help="bundled model name (generic, dogs), checkpoint file or run folder")
-    p.add_argument("--temperature", type=float, default=0.38, help="annealed-mean temperature: ~0 vivid, 1 the mean")
+    p.add_argument("--temperature", type=float, default=DEFAULT_TEMPERATURE,
+                   help=f"annealed-mean temperature: ~0 vivid, 1 the mean (default {DEFAULT_TEMPERATURE})")
+    p.add_argument("--hints", metavar="JSON",
+                   help='colour hints for one photo: a JSON file [{"x": 120, "y": 40, "rgb": [200, 30, 30]}, ...] '
+                        '(photo pixels, 0-255 colour, optional "radius"); needs a hint-capable model (generic)')
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--device", default="auto", help=DEVICE_HELP)
     p.set_defaults(func=cmd_colorize)
@@ -139,25 +153,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", required=True, help="folder of held-out colour photos")
     p.add_argument("--json", help="also write the figures to this JSON file")
     p.add_argument("--limit", type=int, help="evaluate at most this many photos")
-    p.add_argument("--temperature", type=float, default=0.38)
-    p.add_argument("--seed", type=int, default=0, help="seed of the random colorization baseline")
+    p.add_argument("--temperature", type=float, default=DEFAULT_TEMPERATURE)
+    p.add_argument("--hints", metavar="COUNTS",
+                   help="also score the model under this many hints per photo, simulated from the true colours "
+                        "(e.g. 0,10,100; hint-capable models)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the random colorization baseline and the hints")
     p.add_argument("--device", default="auto", help=DEVICE_HELP)
     p.set_defaults(func=cmd_eval)
 
-    p = sub.add_parser("demo", help="the browser demo (Gradio)")
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=7860)
-    p.add_argument("--share", action="store_true", help="also open a public Gradio share link")
-    p.add_argument("--models-dir", default="models", help="extra checkpoints offered in the model menu")
-    p.set_defaults(func=cmd_demo)
 
-    for module in ("study.cli", "analysis.cli"):
-        __import__(module, fromlist=["register"]).register(sub)
-    return parser
-
-
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+def run(parser: argparse.ArgumentParser, argv: list[str] | None = None) -> int:
+    """Parse and run a command; a UserError is one line on stderr and exit status 1, never a traceback."""
+    args = parser.parse_args(argv)
     warnings.simplefilter("ignore", UserWarning)  # library chatter; our own problems are UserErrors
     try:
         return args.func(args)
@@ -167,3 +174,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m colorizer", description=__doc__)
+    register(parser.add_subparsers(dest="command", required=True, metavar="COMMAND"))
+    return run(parser, argv)

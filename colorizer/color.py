@@ -19,3 +19,9 @@ def lab_to_rgb(lab: torch.Tensor) -> torch.Tensor:
 def normalize_l(lightness: torch.Tensor) -> torch.Tensor:
     """L in [0, 100] -> [-1, 1], the network's input scale (section 3 of the paper)."""
     return lightness / 50.0 - 1.0
+
+
+def lab_batch(rgb_uint8: torch.Tensor, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """uint8 RGB (N, 3, H, W) -> network input L in [-1, 1] (N, 1, H, W) and ab (N, 2, H, W), on device."""
+    lab = rgb_to_lab(rgb_uint8.to(device, non_blocking=True).float() / 255.0)
+    return normalize_l(lab[:, :1]), lab[:, 1:]

@@ -9,8 +9,9 @@ import torch.nn.functional as F
 
 from colorizer.bins import NUM_BINS, ab_bins
 from colorizer.color import lab_to_rgb
+from colorizer.defaults import DEFAULT_TEMPERATURE
 
-DEFAULT_TEMPERATURE = 0.38
+__all__ = ["DEFAULT_TEMPERATURE", "annealed_mean", "colorize_lab", "colorize_logits", "decode_ab", "entropy", "upsample"]
 
 
 def annealed_mean(logits: torch.Tensor, temperature: float = DEFAULT_TEMPERATURE) -> torch.Tensor:
@@ -41,5 +42,17 @@ def upsample(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
 
 def colorize_lab(lightness: torch.Tensor, ab: torch.Tensor) -> torch.Tensor:
     """Join full-resolution L (N, 1, H, W) with ab of any size into sRGB (N, 3, H, W) in [0, 1]."""
-    ab = upsample(ab, tuple(lightness.shape[-2:]))
+    ab = upsample(ab.to(lightness.device), tuple(lightness.shape[-2:]))
     return lab_to_rgb(torch.cat([lightness, ab], dim=1))
+
+
+def decode_ab(logits: torch.Tensor, size: tuple[int, int], temperature: float = DEFAULT_TEMPERATURE) -> torch.Tensor:
+    """Bin logits at the network's resolution -> ab (N, 2, H, W) at the photo's `size`, on the CPU."""
+    return upsample(annealed_mean(logits, temperature).cpu(), size)
+
+
+def colorize_logits(lightness: torch.Tensor, logits: torch.Tensor,
+                    temperature: float = DEFAULT_TEMPERATURE) -> torch.Tensor:
+    """The whole decoding: full-resolution L (N, 1, H, W) in [0, 100] and the network's bin logits ->
+    sRGB (N, 3, H, W) in [0, 1], the photo's own lightness with the annealed-mean colour."""
+    return colorize_lab(lightness, annealed_mean(logits, temperature))

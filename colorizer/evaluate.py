@@ -18,7 +18,9 @@ from colorizer.atomic import write_text
 from colorizer.bins import NUM_BINS, ab_bins, nearest_bins
 from colorizer.color import lab_to_rgb, rgb_to_lab
 from colorizer.data import scan_folder
-from colorizer.decode import annealed_mean, upsample
+from colorizer.decode import DEFAULT_TEMPERATURE, decode_ab
+from colorizer.errors import UserError
+from colorizer.hints import simulate_hints
 from colorizer.images import open_image, to_rgb_tensor
 from colorizer.prior import smooth_prior
 
@@ -77,9 +79,17 @@ class Accumulator:
         }
 
 
-def evaluate(colorizer, paths, temperature: float = 0.38, seed: int = 0, progress: bool = True) -> dict[str, dict]:
+def evaluate(colorizer, paths, temperature: float = DEFAULT_TEMPERATURE, seed: int = 0, progress: bool = True,
+             hint_counts: tuple[int, ...] = ()) -> dict[str, dict]:
+    """The figures of the model and the three references on `paths`; with `hint_counts`, also the
+    model's under that many hints per photo, simulated from the true colours at the working size
+    (as training simulates them, from a generator seeded with `seed`), under "hints"."""
+    if hint_counts and not colorizer.takes_hints:
+        raise UserError(f"model {colorizer.name!r} takes no colour hints: --hints needs a hint-capable model")
     generator = torch.Generator().manual_seed(seed)
+    hint_generator = torch.Generator().manual_seed(seed)
     totals = {method: Accumulator() for method in METHODS}
+    hinted = {count: Accumulator() for count in hint_counts}
     bin_pixels = torch.zeros(NUM_BINS, dtype=torch.float64)
     for path in tqdm(paths, desc="eval", disable=not progress):
         truth = to_rgb_tensor(open_image(path))
@@ -89,32 +99,56 @@ def evaluate(colorizer, paths, temperature: float = 0.38, seed: int = 0, progres
         true_bin = nearest_bins(true_ab, k=1)[0]
         bin_pixels += torch.bincount(true_bin.flatten(), minlength=NUM_BINS).double()
         candidates = {
-            "model": upsample(annealed_mean(colorizer.logits(lightness), temperature).cpu(), size),
+            "model": decode_ab(colorizer.logits(lightness), size, temperature),
             "gray": torch.zeros_like(true_ab),
             "random": random_ab(size, generator),
             "ground_truth": true_ab,
         }
         for method, ab in candidates.items():
-            rgb = lab_to_rgb(torch.cat([lightness, ab], 1))
-            totals[method].add(true_bin, auc_per_pixel(ab, true_ab), rgb, truth)
-    return {method: totals[method].result(bin_pixels) for method in METHODS}
+            totals[method].add(true_bin, auc_per_pixel(ab, true_ab), lab_to_rgb(torch.cat([lightness, ab], 1)), truth)
+        if hint_counts:
+            working_ab = colorizer.to_working_size(true_ab)
+            for count, accumulator in hinted.items():
+                hint_map = simulate_hints(working_ab, [count], hint_generator)
+                ab = decode_ab(colorizer.logits(lightness, hint_map), size, temperature)
+                accumulator.add(true_bin, auc_per_pixel(ab, true_ab), lab_to_rgb(torch.cat([lightness, ab], 1)), truth)
+    results: dict[str, dict] = {method: totals[method].result(bin_pixels) for method in METHODS}
+    if hint_counts:
+        results["hints"] = {str(count): {key: accumulator.result(bin_pixels)[key] for key in ("psnr", "auc", "auc_rebal")}
+                            for count, accumulator in hinted.items()}
+    return results
 
 
 def format_table(results: dict[str, dict], title: str) -> str:
     lines = [title, f"{'':14}{'AuC':>8}{'AuC rebal':>11}{'colourful':>11}{'PSNR':>8}"]
-    for method, r in results.items():
+    for method in METHODS:
+        r = results[method]
         lines.append(f"{method:14}{r['auc']:8.2f}{r['auc_rebal']:11.2f}{r['colorfulness']:11.2f}{r['psnr']:8.2f}")
+    for count, r in results.get("hints", {}).items():
+        lines.append(f"{f'{count} hints':14}{r['auc']:8.2f}{r['auc_rebal']:11.2f}{'':11}{r['psnr']:8.2f}")
     return "\n".join(lines)
+
+
+def parse_hint_counts(text: str) -> tuple[int, ...]:
+    """`--hints 0,10,100` -> (0, 10, 100); anything else is a one-line error."""
+    try:
+        counts = tuple(int(part) for part in text.split(","))
+    except ValueError:
+        counts = ()
+    if not counts or min(counts) < 0 or len(set(counts)) != len(counts):
+        raise UserError(f"--hints takes distinct whole numbers of hints separated by commas (e.g. 0,10,100), got {text!r}")
+    return counts
 
 
 def run_eval(args: argparse.Namespace) -> dict[str, dict]:
     from colorizer.infer import Colorizer
 
+    hint_counts = parse_hint_counts(args.hints) if args.hints else ()
     colorizer = Colorizer.load(args.model, device=args.device)
     scan = scan_folder(args.data, limit=args.limit)
     if scan.gray or scan.corrupt:
         print(f"evaluating {scan.summary()}")
-    results = evaluate(colorizer, scan.colour, args.temperature, args.seed)
+    results = evaluate(colorizer, scan.colour, args.temperature, args.seed, hint_counts=hint_counts)
     print(format_table(results, f"{args.model} on {args.data} ({len(scan.colour)} photos, T = {args.temperature})"))
     if args.json:
         write_text(args.json, json.dumps(results, indent=2))

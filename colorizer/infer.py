@@ -7,17 +7,20 @@ import warnings
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from PIL import Image
 
 from colorizer import checkpoint
-from colorizer.color import normalize_l, rgb_to_lab
-from colorizer.decode import DEFAULT_TEMPERATURE, annealed_mean, colorize_lab, entropy, upsample
+from colorizer.bins import ab_bins
+from colorizer.color import lab_to_rgb, normalize_l, rgb_to_lab
+from colorizer.decode import DEFAULT_TEMPERATURE, colorize_lab, colorize_logits, entropy, upsample
 from colorizer.device import resolve_device
 from colorizer.errors import UserError
+from colorizer.hints import empty_hints, user_hint_map
 from colorizer.images import check_size, to_pil, to_rgb_tensor
 
 BUNDLED_MODELS = ("generic", "dogs")
@@ -70,12 +73,15 @@ class Colorizer:
         """The network traced and frozen: batch norms folded into convolutions, weights pre-packed for
         oneDNN. On a CPU this runs several times faster than eager mode (bench/infer.py) for a few
         seconds of set-up, so it is for long-lived or batch use (CLI, demo), not for one photo."""
-        example = torch.zeros(1, 1, self.input_size, self.input_size, device=self.device, dtype=self.dtype)
+        size = (self.input_size, self.input_size)
+        example = (torch.zeros(1, 1, *size, device=self.device, dtype=self.dtype).contiguous(memory_format=torch.channels_last),)
+        if self.takes_hints:  # traced with a hint map, which the forward pass then always passes
+            example += (empty_hints(1, *size, device=self.device).to(self.dtype),)
         with torch.inference_mode(False), torch.no_grad(), warnings.catch_warnings():
             warnings.simplefilter("ignore", FutureWarning)  # torch.jit is deprecated, yet still the fastest here
-            frozen = torch.jit.freeze(torch.jit.trace(model, example.contiguous(memory_format=torch.channels_last)))
-            frozen(example)  # the first calls run the graph optimisation passes
-            frozen(example)
+            frozen = torch.jit.freeze(torch.jit.trace(model, example))
+            frozen(*example)  # the first calls run the graph optimisation passes
+            frozen(*example)
         return frozen
 
     @classmethod
@@ -100,41 +106,108 @@ class Colorizer:
         name = text if text in BUNDLED_MODELS else Path(text).stem
         return cls(model, config, device=device, precision=precision, optimize=optimize, name=name)
 
-    def logits(self, lightness: torch.Tensor) -> torch.Tensor:
-        """Full-resolution L (N, 1, H, W) in [0, 100] -> bin logits at the model's working resolution."""
-        return self._forward(self._working_size(lightness))
+    @property
+    def takes_hints(self) -> bool:
+        """Whether the network was trained with colour hint inputs (Zhang et al. 2017)."""
+        return bool(self.config.get("options", {}).get("hint_inputs"))
 
-    def _working_size(self, lightness: torch.Tensor) -> torch.Tensor:
+    def logits(self, lightness: torch.Tensor, hint_maps: torch.Tensor | None = None) -> torch.Tensor:
+        """Full-resolution L (N, 1, H, W) in [0, 100], and optional hint maps (N, 3, h, w) at the working
+        size (colorizer/hints.py) -> bin logits at the model's output resolution."""
+        return self._forward(self.to_working_size(lightness), hint_maps)
+
+    def to_working_size(self, lightness: torch.Tensor) -> torch.Tensor:
         # a square input like the official demo: colour is smooth, so the aspect change costs little
         size = (self.input_size, self.input_size)
         return F.interpolate(lightness, size=size, mode="bilinear", antialias=True, align_corners=False)
 
     @torch.inference_mode()
-    def _forward(self, lightness: torch.Tensor) -> torch.Tensor:
+    def _forward(self, lightness: torch.Tensor, hint_maps: torch.Tensor | None = None) -> torch.Tensor:
         small = normalize_l(lightness.to(self.device)).to(self.dtype).contiguous(memory_format=torch.channels_last)
-        return self.network(small).float()
+        if not self.takes_hints:
+            if hint_maps is not None and bool(hint_maps[:, 2].any()):
+                raise UserError(f"model {self.name!r} takes no colour hints: use a hint-capable model "
+                                "(trained with --options '{\"hint_inputs\": true}', e.g. generic)")
+            return self.network(small).float()
+        if hint_maps is None:
+            hint_maps = empty_hints(len(small), *small.shape[-2:])
+        return self.network(small, hint_maps.to(self.device, self.dtype)).float()
 
-    def predict(self, image: Image.Image, temperature: float = DEFAULT_TEMPERATURE) -> Prediction:
-        lightness = self.lightness(image)
-        logits = self.logits(lightness)
-        rgb = colorize_lab(lightness, annealed_mean(logits, temperature).cpu())
+    def hint_map(self, image: Image.Image, hints: Sequence[dict[str, Any]] | None) -> torch.Tensor | None:
+        """A user's hints on `image` ([{"x", "y", "rgb", optional "radius"}] in its pixels) as a (1, 3, S, S)
+        map at the working size; None without hints. Bad hints are one-line errors naming the hint."""
+        if not hints:
+            return None
+        if not self.takes_hints:
+            raise UserError(f"model {self.name!r} takes no colour hints: use a hint-capable model (e.g. generic)")
+        return user_hint_map(hints, image.size, (self.input_size, self.input_size),
+                             lambda rgb: rgb_to_lab(rgb[:, :, None, None])[:, 1:, 0, 0])
+
+    def _batch_logits(self, images: Sequence[Image.Image], hints: Sequence[Sequence[dict[str, Any]] | None]
+                      ) -> tuple[list[torch.Tensor], torch.Tensor]:
+        """The one forward path: each image's full-resolution L and the batch's logits."""
+        lightness = [self.lightness(image) for image in images]
+        maps = [self.hint_map(image, image_hints) for image, image_hints in zip(images, hints, strict=True)]
+        hint_maps = None
+        if any(m is not None for m in maps):
+            size = (self.input_size, self.input_size)
+            hint_maps = torch.cat([empty_hints(1, *size) if m is None else m for m in maps])
+        logits = self._forward(torch.cat([self.to_working_size(l) for l in lightness]), hint_maps)
+        return lightness, logits
+
+    def predict(self, image: Image.Image, temperature: float = DEFAULT_TEMPERATURE,
+                hints: Sequence[dict[str, Any]] | None = None) -> Prediction:
+        (lightness,), logits = self._batch_logits([image], [hints])
+        rgb = colorize_logits(lightness, logits, temperature)
         uncertainty = upsample(entropy(logits)[:, None].cpu(), tuple(lightness.shape[-2:]))[0, 0]
         return Prediction(to_pil(rgb), gray_image(lightness), uncertainty.clamp(0, 1))
 
-    def colorize(self, image: Image.Image, temperature: float = DEFAULT_TEMPERATURE) -> Image.Image:
-        """An RGB image of the input's size: the input's own lightness with predicted colour."""
-        return self.colorize_many([image], temperature)[0]
+    def colorize(self, image: Image.Image, temperature: float = DEFAULT_TEMPERATURE,
+                 hints: Sequence[dict[str, Any]] | None = None) -> Image.Image:
+        """An RGB image of the input's size: the input's own lightness with predicted colour.
+
+        `hints` (hint-capable models): [{"x": 120, "y": 40, "rgb": [200, 30, 30]}, ...] in the photo's
+        pixels and 0-255 colour, optional "radius" in pixels; the network carries each hint's colour
+        over the region it belongs to."""
+        return self.colorize_many([image], temperature, hints=[hints])[0]
 
     def colorize_many(self, images: Sequence[Image.Image], temperature: float = DEFAULT_TEMPERATURE,
-                      batch_size: int = 8) -> list[Image.Image]:
-        """Colorize several images, running the network on up to `batch_size` of them at once."""
+                      batch_size: int = 8, hints: Sequence[Sequence[dict[str, Any]] | None] | None = None
+                      ) -> list[Image.Image]:
+        """Colorize several images, running the network on up to `batch_size` of them at once;
+        `hints` holds each image's hint list (or None)."""
+        hints = list(hints) if hints is not None else [None] * len(images)
+        if len(hints) != len(images):
+            raise UserError(f"{len(hints)} hint lists for {len(images)} images")
         results: list[Image.Image] = []
         for start in range(0, len(images), batch_size):
-            chunk = [self.lightness(image) for image in images[start : start + batch_size]]
-            logits = self._forward(torch.cat([self._working_size(lightness) for lightness in chunk]))
-            ab = annealed_mean(logits, temperature).cpu()
-            results += [to_pil(colorize_lab(l, ab[i : i + 1])) for i, l in enumerate(chunk)]
+            chunk = slice(start, start + batch_size)
+            lightness, logits = self._batch_logits(images[chunk], hints[chunk])
+            results += [to_pil(colorize_logits(l, logits[i : i + 1], temperature)) for i, l in enumerate(lightness)]
         return results
+
+    def suggest(self, image: Image.Image, x: float, y: float, k: int = 6,
+                hints: Sequence[dict[str, Any]] | None = None, min_distance: float = 15.0) -> list[dict[str, Any]]:
+        """The k likeliest distinct colours at pixel (x, y) of `image` given the hints so far, from the
+        predicted distribution: [{"rgb": [r, g, b], "probability": p}, ...], likeliest first. Bins
+        closer than `min_distance` (ab units) to a likelier pick are skipped, so the choices differ."""
+        if not (0 <= x < image.width and 0 <= y < image.height):
+            raise UserError(f"({x:g}, {y:g}) lies outside the {image.width}x{image.height} photo")
+        (lightness,), logits = self._batch_logits([image], [hints])
+        row = min(int(y * logits.shape[-2] / image.height), logits.shape[-2] - 1)
+        col = min(int(x * logits.shape[-1] / image.width), logits.shape[-1] - 1)
+        probs = torch.softmax(logits[0, :, row, col].float().cpu(), dim=0)
+        bins = ab_bins()
+        picked: list[int] = []
+        for index in probs.argsort(descending=True).tolist():
+            if all((bins[index] - bins[other]).norm() >= min_distance for other in picked):
+                picked.append(index)
+            if len(picked) == k:
+                break
+        pixel_l = lightness[0, 0, min(int(y), lightness.shape[-2] - 1), min(int(x), lightness.shape[-1] - 1)]
+        lab = torch.cat([pixel_l.expand(len(picked), 1), bins[picked]], dim=1)[:, :, None, None]
+        rgb = (lab_to_rgb(lab)[:, :, 0, 0] * 255).round().int().tolist()
+        return [{"rgb": colour, "probability": round(float(probs[i]), 4)} for colour, i in zip(rgb, picked, strict=True)]
 
     @staticmethod
     def lightness(image: Image.Image) -> torch.Tensor:

@@ -2,12 +2,23 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
 
-from colorizer.bins import nearest_bins
+from colorizer.bins import NUM_BINS, nearest_bins
+
+
+@dataclass(frozen=True)
+class LossSettings:
+    """What shapes the training targets besides the data: the soft encoding's k nearest bins and its
+    Gaussian sigma (ab units), and the rebalancing's uniform mixing lambda (`mix`)."""
+
+    neighbours: int = 5
+    sigma: float = 5.0
+    mix: float = 0.5
 
 
 class Targets(NamedTuple):
@@ -18,14 +29,15 @@ class Targets(NamedTuple):
     weights: torch.Tensor  # (N, k, H, W) their Gaussian soft-encoding weights, summing to 1
     pixel_weights: torch.Tensor  # (N, H, W) rebalancing weight v of each pixel's nearest bin
 
-    def dense(self, num_bins: int = 313) -> torch.Tensor:
-        """Z as (N, 313, H, W), equal to `bins.soft_encode`."""
-        shape = (self.bins.shape[0], num_bins, *self.bins.shape[2:])
+    def dense(self) -> torch.Tensor:
+        """Z as (N, 313, H, W): the soft encoding of equation 2, for inspection and tests."""
+        shape = (self.bins.shape[0], NUM_BINS, *self.bins.shape[2:])
         return torch.zeros(shape, device=self.bins.device).scatter_(1, self.bins, self.weights)
 
 
 def encode_targets(ab: torch.Tensor, class_weights: torch.Tensor, k: int = 5, sigma: float = 5.0) -> Targets:
-    """Soft targets and per-pixel rebalancing weights for ab (N, 2, H, W) from one nearest-bin search."""
+    """Soft targets (Gaussian weights, `sigma` in ab units, on the k nearest bins) and per-pixel
+    rebalancing weights for ab (N, 2, H, W), from one nearest-bin search."""
     idx, d2 = nearest_bins(ab, k)
     kernel = torch.softmax(-d2 / (2 * sigma**2), dim=1)  # the Gaussian kernel, normalised
     return Targets(idx, kernel, class_weights.to(ab.device)[idx[:, 0]])

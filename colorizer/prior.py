@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from pathlib import Path
+
 import numpy as np
 import torch
 from scipy.ndimage import gaussian_filter
+from torch.utils.data import DataLoader
+from tqdm import tqdm
 
 from colorizer.bins import AB_RANGE, GRID, NUM_BINS, ab_bins, nearest_bins
+from colorizer.color import lab_batch
+from colorizer.data import PhotoDataset
 
 
 def bin_counts(ab: torch.Tensor) -> torch.Tensor:
@@ -29,6 +36,24 @@ def smooth_prior(counts: torch.Tensor | np.ndarray, sigma: float = 5.0) -> torch
     smoothed = gaussian_filter(grid, sigma=sigma / GRID, mode="constant", truncate=4.0)
     prior = smoothed[cells[:, 0], cells[:, 1]]
     return torch.from_numpy(prior / prior.sum())
+
+
+def compute_prior(paths: list[Path], size: int, batch_size: int, workers: int, device: torch.device,
+                  progress: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+    """Bin counts over every pixel of the (centre-cropped) photos and the smoothed prior."""
+    loader = DataLoader(PhotoDataset(paths, size, augment=False), batch_size=batch_size, num_workers=workers)
+    counts = torch.zeros(NUM_BINS, dtype=torch.float64)
+    for rgb in tqdm(loader, desc="prior", disable=not progress):
+        counts += bin_counts(lab_batch(rgb, device)[1])
+    return counts, smooth_prior(counts)
+
+
+def mixed_prior(folders: Sequence[list[Path]], shares: Sequence[float], size: int, batch_size: int, workers: int,
+                device: torch.device, progress: bool = True) -> torch.Tensor:
+    """The smoothed prior of several photo folders, each weighing in by its share of the photos that
+    training draws (not by its size), so that it matches the colours the network is trained on."""
+    counts = [compute_prior(paths, size, batch_size, workers, device, progress)[0] for paths in folders]
+    return smooth_prior(sum(share * c / c.sum() for share, c in zip(shares, counts, strict=True)))
 
 
 def rebalance_weights(prior: torch.Tensor, mix: float = 0.5) -> torch.Tensor:

@@ -13,6 +13,7 @@ import os
 import random
 import time
 from contextlib import nullcontext
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,65 +25,62 @@ from torch.utils.data import DataLoader, DistributedSampler, RandomSampler, Weig
 from tqdm import tqdm
 
 from colorizer import checkpoint
+from colorizer.atomic import atomic_path
 from colorizer.bins import ab_bins
-from colorizer.color import normalize_l, rgb_to_lab
+from colorizer.color import lab_batch
 from colorizer.data import PhotoDataset, Scan, hold_out, scan_folder
-from colorizer.decode import annealed_mean, colorize_lab
+from colorizer.decode import colorize_lab, colorize_logits
 from colorizer.device import resolve_device
 from colorizer.errors import UserError
 from colorizer.hints import sample_hint_counts, simulate_hints
-from colorizer.loss import encode_targets, rebalanced_cross_entropy
+from colorizer.loss import LossSettings, encode_targets, rebalanced_cross_entropy
 from colorizer.models import build_model, preset_options
-from colorizer.prior import bin_counts, rebalance_weights, smooth_prior
+from colorizer.prior import mixed_prior, rebalance_weights
 
 SAMPLE_COUNT = 8
+# Recorded options that change what a run optimises: resuming with other values would silently train a
+# different model (the loss, the optimizer's groups, or which photos are trained and validated on).
+RESUME_MUST_MATCH = {"mix": 0.5, "sigma": 5.0, "neighbours": 5, "encoder_lr_factor": 1.0, "holdout": 0.0,
+                     "data_share": None, "epoch_size": None, "preset": None}
 
 
-def lab_batch(rgb_uint8: torch.Tensor, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    """uint8 RGB (N, 3, H, W) -> network input L in [-1, 1] (N, 1, H, W) and ab (N, 2, H, W), on device."""
-    lab = rgb_to_lab(rgb_uint8.to(device, non_blocking=True).float() / 255.0)
-    return normalize_l(lab[:, :1]), lab[:, 1:]
+def autocast(device: torch.device, amp: str):
+    """bf16 autocast where asked ('auto' means on CUDA): fp32 master weights, bf16 matrix work."""
+    if amp == "bf16" or (amp == "auto" and device.type == "cuda"):
+        return torch.autocast(device.type, dtype=torch.bfloat16)
+    return nullcontext()
 
 
-def batch_loss(model: torch.nn.Module, rgb: torch.Tensor, class_weights: torch.Tensor, args: argparse.Namespace,
-               device: torch.device, with_hints: bool = True) -> torch.Tensor:
-    """The loss of a batch; a hint-capable network gets simulated hints unless `with_hints` is off
-    (validation scores the automatic colorization)."""
+def batch_loss(model: torch.nn.Module, rgb: torch.Tensor, class_weights: torch.Tensor, device: torch.device,
+               settings: LossSettings = LossSettings(), amp: str = "off", with_hints: bool = True) -> torch.Tensor:
+    """The loss of a batch of uint8 RGB crops; a hint-capable network gets simulated hints unless
+    `with_hints` is off (validation scores the automatic colorization)."""
     lightness, ab = lab_batch(rgb, device)
     network = checkpoint.unwrap(model)
-    stride = network.output_stride
     # targets at the network's output resolution, from ab averaged over each output cell
-    targets = encode_targets(F.avg_pool2d(ab, stride), class_weights, k=args.neighbours, sigma=args.sigma)
+    targets = encode_targets(F.avg_pool2d(ab, network.output_stride), class_weights, k=settings.neighbours,
+                             sigma=settings.sigma)
     inputs = [lightness.contiguous(memory_format=torch.channels_last)]
     if getattr(network, "hint_inputs", False):
-        counts = sample_hint_counts(len(rgb)) if with_hints else [0] * len(rgb)
-        inputs.append(simulate_hints(ab, counts))
-    with _autocast(device, args.amp):
+        inputs.append(simulate_hints(ab, sample_hint_counts(len(rgb)) if with_hints else [0] * len(rgb)))
+    with autocast(device, amp):
         logits = model(*inputs)
     return rebalanced_cross_entropy(logits, targets)
 
 
 def train_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, rgb: torch.Tensor,
-               class_weights: torch.Tensor, args: argparse.Namespace, device: torch.device) -> torch.Tensor:
+               class_weights: torch.Tensor, device: torch.device, settings: LossSettings = LossSettings(),
+               amp: str = "off") -> torch.Tensor:
     """One optimisation step on a batch of uint8 RGB crops; returns the (detached) loss."""
-    loss = batch_loss(model, rgb, class_weights, args, device)
+    loss = batch_loss(model, rgb, class_weights, device, settings, amp)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     optimizer.step()
     return loss.detach()
 
 
-def compute_prior(paths: list[Path], size: int, batch_size: int, workers: int, device: torch.device,
-                  progress: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
-    """Bin counts over every pixel of the (centre-cropped) training photos and the smoothed prior."""
-    loader = DataLoader(PhotoDataset(paths, size, augment=False), batch_size=batch_size, num_workers=workers)
-    counts = torch.zeros(ab_bins().shape[0], dtype=torch.float64)
-    for rgb in tqdm(loader, desc="prior", disable=not progress):
-        counts += bin_counts(lab_batch(rgb, device)[1])
-    return counts, smooth_prior(counts)
-
-
-def train(args: argparse.Namespace) -> Path:
+def check_arguments(args: argparse.Namespace) -> None:
+    """Every option that can be checked before anything is loaded, as one-line errors."""
     if args.image_size % 32:
         raise UserError(f"--image-size must be a multiple of 32, got {args.image_size}")
     if not 0 <= args.holdout <= 0.5:
@@ -92,37 +90,50 @@ def train(args: argparse.Namespace) -> Path:
     if args.data_share is not None and (len(args.data_share) != len(args.data) or min(args.data_share) <= 0):
         raise UserError(f"--data-share needs one positive share per --data folder ({len(args.data)}), "
                         f"got {' '.join(f'{v:g}' for v in args.data_share)}")
-    rank, world, device = _setup_distributed(args.device)
-    if device.type == "cpu":
-        # As training goes on, weights and gradients reach denormal floats, which the CPU computes
-        # with slowly: steps from trained weights took 22 % longer on two threads (docs/models.md).
-        # Set before the first parallel region, so the intra-op threads inherit it; process-wide.
-        torch.set_flush_denormal(True)
-    is_main = rank == 0
-    out = Path(args.out)
-    resume = args.resume and (out / "optimizer.json").is_file()
-    if args.resume and not resume and is_main:
-        print(f"nothing to resume in {out}; starting fresh")
-    config = checkpoint.read_config(out) if resume else None
-    # the optimizer's groups (and their saved learning-rate scales) depend on the factor, and a
-    # changed holdout would train on photos the run validated on
-    for option, default in (("encoder_lr_factor", 1.0), ("holdout", 0.0)):
-        trained = config["train_args"].get(option, default) if config else getattr(args, option)
-        if trained != getattr(args, option):
-            flag = "--" + option.replace("_", "-")
-            raise UserError(f"{out} was trained with {flag} {trained:g}; resume it with the same")
-    _seed_everything(args.seed)
-    # the network first: a bad preset or option fails before minutes of scanning photos
-    options = preset_options(args.preset, **_json_options(args.options))
-    model = build_model(args.preset, **options).to(device).to(memory_format=torch.channels_last)
-    optimizer = torch.optim.Adam(parameter_groups(model, args.encoder_lr_factor), lr=args.lr, betas=(0.9, 0.99),
-                                 weight_decay=args.weight_decay)
 
+
+def resume_config(args: argparse.Namespace, out: Path, is_main: bool) -> dict[str, Any] | None:
+    """The config of the run to resume in `out` (None: start fresh), checked against `args`."""
+    if not args.resume:
+        return None
+    if not (out / "optimizer.json").is_file():
+        if is_main:
+            print(f"nothing to resume in {out}; starting fresh")
+        return None
+    config = checkpoint.read_config(out)
+    recorded = config["train_args"]
+    for option, default in RESUME_MUST_MATCH.items():
+        trained, asked = recorded.get(option, default), getattr(args, option)
+        if trained != asked:
+            flag = "--" + option.replace("_", "-")
+            raise UserError(f"{out} was trained with {flag} {_shown(trained)}; resume it with the same, "
+                            f"not {_shown(asked)}")
+    if _json_options(recorded.get("options", "{}")) != _json_options(args.options):
+        raise UserError(f"{out} was trained with --options '{recorded.get('options', '{}')}'; resume it with the same")
+    return config
+
+
+@dataclass
+class TrainingData:
+    """The photos a run trains and validates on, and how an epoch draws them."""
+
+    scan: Scan  # every --data folder's scan, merged
+    folders: list[list[Path]]  # the training photos of each --data folder
+    train_set: PhotoDataset
+    val_set: PhotoDataset | None
+    photo_shares: torch.Tensor | None  # each training photo's sampling weight (None: each once an epoch)
+    summary: str
+
+    @property
+    def train_paths(self) -> list[Path]:
+        return self.train_set.paths
+
+
+def training_data(args: argparse.Namespace, is_main: bool) -> TrainingData:
     scans = [scan_folder(folder, limit=args.limit, progress=is_main, min_chroma=args.min_chroma)
              for folder in args.data]
     scan = Scan.merged(scans)
-    folders = [scan.colour for scan in scans]  # the training photos of each --data folder
-    val_paths, val_summary = [], ""
+    folders, val_paths, val_summary = [part.colour for part in scans], [], ""
     if args.holdout:
         split = [hold_out(part.colour, folder, args.holdout) for part, folder in zip(scans, args.data, strict=True)]
         folders = [train for train, _ in split]
@@ -132,28 +143,113 @@ def train(args: argparse.Namespace) -> Path:
         val_scan = scan_folder(args.val, limit=args.limit, progress=is_main, min_chroma=args.min_chroma)
         val_paths, val_summary = val_scan.colour, val_scan.summary()
     train_paths = [path for paths in folders for path in paths]
-    shares = _photo_shares(folders, args.data_share)
-    epoch_size = args.epoch_size or len(train_paths)
-    train_set = PhotoDataset(train_paths, args.image_size, augment=True, min_crop_area=args.min_crop_area)
-    val_set = PhotoDataset(val_paths, args.image_size, augment=False) if val_paths else None
-    if is_main:
-        held = f"{len(train_paths)} of " if args.holdout else ""
-        print(f"train: {held}{scan.summary()}" + (f"\nval: {val_summary}" if val_paths else ""))
+    held = f"{len(train_paths)} of " if args.holdout else ""
+    return TrainingData(
+        scan=scan, folders=folders,
+        train_set=PhotoDataset(train_paths, args.image_size, augment=True, min_crop_area=args.min_crop_area),
+        val_set=PhotoDataset(val_paths, args.image_size, augment=False) if val_paths else None,
+        photo_shares=_photo_shares(folders, args.data_share),
+        summary=f"train: {held}{scan.summary()}" + (f"\nval: {val_summary}" if val_paths else ""))
 
+
+def training_prior(args: argparse.Namespace, config: dict[str, Any] | None, data: TrainingData,
+                   device: torch.device, is_main: bool) -> torch.Tensor:
+    """A resumed run's own prior, a --prior file's, or the training photos' (each folder by its share)."""
     if config is not None:
-        prior = torch.tensor(config["prior"], dtype=torch.float64)
-    elif args.prior:
-        prior = torch.tensor(json.loads(Path(args.prior).read_text())["prior"], dtype=torch.float64)
+        return torch.tensor(config["prior"], dtype=torch.float64)
+    if args.prior:
+        return torch.tensor(json.loads(Path(args.prior).read_text())["prior"], dtype=torch.float64)
+    return mixed_prior(data.folders, _folder_shares(data.folders, args.data_share), args.image_size, args.batch_size,
+                       args.workers, device, is_main)
+
+
+def epoch_loader(args: argparse.Namespace, data: TrainingData, epoch: int, rank: int, world: int,
+                 device: torch.device) -> DataLoader:
+    """The epoch's batches; every random choice derives from (seed, epoch, rank), so a resumed run
+    repeats it exactly."""
+    generator = torch.Generator().manual_seed((args.seed + epoch) * world + rank)
+    if data.photo_shares is not None:
+        epoch_size = args.epoch_size or len(data.train_set)
+        sampler = WeightedRandomSampler(data.photo_shares, epoch_size // world, generator=generator)
+    elif world > 1:
+        sampler = DistributedSampler(data.train_set, world, rank, seed=args.seed)
+        sampler.set_epoch(epoch)
     else:
-        # each folder's colours weigh in by its share of the training photos drawn
-        counts = [compute_prior(paths, args.image_size, args.batch_size, args.workers, device, is_main)[0]
-                  for paths in folders]
-        prior = smooth_prior(sum(share * c / c.sum() for share, c in zip(_folder_shares(folders, args.data_share), counts, strict=True)))
+        sampler = RandomSampler(data.train_set, generator=generator)
+    return DataLoader(data.train_set, args.batch_size, sampler=sampler, num_workers=args.workers, drop_last=True,
+                      pin_memory=device.type == "cuda", persistent_workers=False,
+                      generator=torch.Generator().manual_seed(args.seed + epoch))
+
+
+def train_one_epoch(model: torch.nn.Module, optimizer: torch.optim.Optimizer, loader: DataLoader,
+                    class_weights: torch.Tensor, args: argparse.Namespace, epoch: int, device: torch.device,
+                    world: int, progress: bool) -> float:
+    """One pass over `loader` under the learning-rate schedule; the mean training loss over all ranks."""
+    model.train()
+    settings = loss_settings(args)
+    total, seen, started = 0.0, 0, time.perf_counter()
+    bar = tqdm(loader, desc=f"epoch {epoch + 1}/{args.epochs}", disable=not progress)
+    for step, rgb in enumerate(bar, start=epoch * len(loader)):
+        lr = args.lr * lr_factor(args.lr_schedule, step, args.epochs * len(loader))
+        for group in optimizer.param_groups:
+            group["lr"] = lr * group.get("lr_scale", 1.0)  # no lr_scale in checkpoints from before it
+        loss = train_step(model, optimizer, rgb, class_weights, device, settings, args.amp)
+        total += loss.item() * len(rgb)
+        seen += len(rgb)
+        bar.set_postfix(loss=f"{total / seen:.4f}", img_s=f"{seen * world / (time.perf_counter() - started):.1f}")
+    return _all_mean(total / max(seen, 1), device, world)
+
+
+@torch.no_grad()
+def evaluate_loss(model: torch.nn.Module, dataset: PhotoDataset, class_weights: torch.Tensor,
+                  args: argparse.Namespace, device: torch.device, rank: int = 0, world: int = 1) -> float:
+    """The validation loss of the automatic colorization (no hints), over all ranks."""
+    model.eval()
+    indices = list(range(rank, len(dataset), world))
+    loader = DataLoader(torch.utils.data.Subset(dataset, indices), args.batch_size, num_workers=args.workers)
+    settings = loss_settings(args)
+    total, seen = 0.0, 0
+    for rgb in loader:
+        total += batch_loss(model, rgb, class_weights, device, settings, args.amp, with_hints=False).item() * len(rgb)
+        seen += len(rgb)
+    return _all_mean(total / max(seen, 1), device, world)
+
+
+def stop_reason(args: argparse.Namespace, history: list[dict[str, Any]], elapsed: float, epochs_run: int) -> str | None:
+    """Why training ends after this epoch, besides reaching --epochs (None: it goes on)."""
+    if args.until_plateau and _plateaued(history, args.until_plateau):
+        return f"training loss improved by less than {args.until_plateau:.0%}"
+    if args.time_limit and elapsed * (epochs_run + 1) / epochs_run > args.time_limit * 60:
+        return f"another epoch would pass --time-limit {args.time_limit:g} min"
+    return None
+
+
+def train(args: argparse.Namespace) -> Path:
+    check_arguments(args)
+    rank, world, device = _setup_distributed(args.device)
+    if device.type == "cpu":
+        # As training goes on, weights and gradients reach denormal floats, which the CPU computes
+        # with slowly: steps from trained weights took 22 % longer on two threads (docs/models.md).
+        # Set before the first parallel region, so the intra-op threads inherit it; process-wide.
+        torch.set_flush_denormal(True)
+    is_main = rank == 0
+    out = Path(args.out)
+    config = resume_config(args, out, is_main)
+    _seed_everything(args.seed)
+    # the network first: a bad preset or option fails before minutes of scanning photos
+    options = preset_options(args.preset, **_json_options(args.options))
+    model = build_model(args.preset, **options).to(device).to(memory_format=torch.channels_last)
+    optimizer = torch.optim.Adam(parameter_groups(model, args.encoder_lr_factor), lr=args.lr, betas=(0.9, 0.99),
+                                 weight_decay=args.weight_decay)
+    data = training_data(args, is_main)
+    if is_main:
+        print(data.summary)
+    prior = training_prior(args, config, data, device, is_main)
     class_weights = rebalance_weights(prior, mix=args.mix).to(device)
 
     history: list[dict[str, Any]] = []
     start_epoch = 0
-    if resume:
+    if config is not None:
         model.load_state_dict(checkpoint.load_model(out)[0].state_dict())
         checkpoint.load_optimizer(out, optimizer)
         history, start_epoch = config["history"], config["epoch"]
@@ -161,64 +257,38 @@ def train(args: argparse.Namespace) -> Path:
             print(f"resuming {out} after epoch {start_epoch}")
     if world > 1:
         model = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
-
     writer = _tensorboard(out) if is_main else None
 
     run_started = time.perf_counter()
     for epoch in range(start_epoch, args.epochs):
-        # every random choice of an epoch derives from (seed, epoch): a resumed run repeats it exactly
         _seed_everything(args.seed + epoch)
-        epoch_generator = torch.Generator().manual_seed((args.seed + epoch) * world + rank)
-        if shares is not None:
-            sampler = WeightedRandomSampler(shares, epoch_size // world, generator=epoch_generator)
-        elif world > 1:
-            sampler = DistributedSampler(train_set, world, rank, seed=args.seed)
-            sampler.set_epoch(epoch)
-        else:
-            sampler = RandomSampler(train_set, generator=epoch_generator)
-        loader = DataLoader(train_set, args.batch_size, sampler=sampler, num_workers=args.workers, drop_last=True,
-                            pin_memory=device.type == "cuda", persistent_workers=False,
-                            generator=torch.Generator().manual_seed(args.seed + epoch))
-        model.train()
-        total, seen, started = 0.0, 0, time.perf_counter()
-        bar = tqdm(loader, desc=f"epoch {epoch + 1}/{args.epochs}", disable=not is_main)
-        for step, rgb in enumerate(bar, start=epoch * len(loader)):
-            lr = args.lr * lr_factor(args.lr_schedule, step, args.epochs * len(loader))
-            for group in optimizer.param_groups:
-                group["lr"] = lr * group.get("lr_scale", 1.0)  # no lr_scale in checkpoints from before it
-            loss = train_step(model, optimizer, rgb, class_weights, args, device)
-            total += loss.item() * len(rgb)
-            seen += len(rgb)
-            bar.set_postfix(loss=f"{total / seen:.4f}", img_s=f"{seen * world / (time.perf_counter() - started):.1f}")
-        train_loss = _all_mean(total / max(seen, 1), device, world)
+        loader = epoch_loader(args, data, epoch, rank, world, device)
+        started = time.perf_counter()
+        train_loss = train_one_epoch(model, optimizer, loader, class_weights, args, epoch, device, world, is_main)
         record = {"epoch": epoch + 1, "train_loss": train_loss, "seconds": round(time.perf_counter() - started, 1)}
-        if val_set is not None:
-            record["val_loss"] = evaluate_loss(model, val_set, class_weights, args, device, rank, world)
+        if data.val_set is not None:
+            record["val_loss"] = evaluate_loss(model, data.val_set, class_weights, args, device, rank, world)
         history.append(record)
         if is_main:
             print(json.dumps(record))
             _log(writer, record)
-            config = _config(args, options, prior, epoch + 1, history, scan, len(train_paths), len(val_paths))
-            checkpoint.save_model(out / checkpoint.MODEL_STEM, model, config)
-            if args.keep_epochs:
-                checkpoint.save_model(out / f"{checkpoint.MODEL_STEM}_epoch{epoch + 1:03d}", model, config)
-            checkpoint.save_optimizer(out, optimizer)
-            if val_set is not None:
-                save_samples(model, val_set, out / f"samples_epoch{epoch + 1:03d}.png", device)
-        if args.until_plateau and _plateaued(history, args.until_plateau):
+            _save_epoch(out, model, optimizer, _config(args, options, prior, epoch + 1, history, data), args.keep_epochs)
+            if data.val_set is not None:
+                save_samples(model, data.val_set, out / f"samples_epoch{epoch + 1:03d}.png", device)
+        reason = stop_reason(args, history, time.perf_counter() - run_started, epoch + 1 - start_epoch)
+        if reason:
             if is_main:
-                print(f"training loss improved by less than {args.until_plateau:.0%}: stopping after epoch {epoch + 1}")
-            break
-        elapsed = time.perf_counter() - run_started
-        if args.time_limit and elapsed * (epoch + 2 - start_epoch) / (epoch + 1 - start_epoch) > args.time_limit * 60:
-            if is_main:
-                print(f"another epoch would pass --time-limit {args.time_limit:g} min: stopping after epoch {epoch + 1}")
+                print(f"{reason}: stopping after epoch {epoch + 1}")
             break
     if world > 1:
         dist.destroy_process_group()
     if is_main:
         print(f"model: {out}")
     return out
+
+
+def loss_settings(args: argparse.Namespace) -> LossSettings:
+    return LossSettings(neighbours=args.neighbours, sigma=args.sigma, mix=args.mix)
 
 
 def _folder_shares(folders: list[list[Path]], data_share: list[float] | None) -> list[float]:
@@ -261,35 +331,36 @@ def lr_factor(schedule: str, step: int, total_steps: int, warmup_fraction: float
 
 
 @torch.no_grad()
-def evaluate_loss(model, dataset, class_weights, args, device, rank: int = 0, world: int = 1) -> float:
-    model.eval()
-    indices = list(range(rank, len(dataset), world))
-    loader = DataLoader(torch.utils.data.Subset(dataset, indices), args.batch_size, num_workers=args.workers)
-    total, seen = 0.0, 0
-    for rgb in loader:
-        total += batch_loss(model, rgb, class_weights, args, device, with_hints=False).item() * len(rgb)
-        seen += len(rgb)
-    return _all_mean(total / max(seen, 1), device, world)
-
-
-@torch.no_grad()
-def save_samples(model, dataset, path: Path, device: torch.device) -> None:
-    """A grid of validation photos: rows of gray input, colorization at T = 0.38, ground truth."""
+def save_samples(model: torch.nn.Module, dataset: PhotoDataset, path: Path, device: torch.device) -> None:
+    """A grid of validation photos: rows of gray input, automatic colorization, ground truth."""
     from torchvision.utils import save_image
-
-    from colorizer.atomic import atomic_path
 
     model.eval()
     rgb = torch.stack([dataset[i] for i in range(min(SAMPLE_COUNT, len(dataset)))])
     lightness, ab = lab_batch(rgb, device)
     logits = model(lightness.contiguous(memory_format=torch.channels_last))
     l100 = (lightness + 1.0) * 50.0
-    rows = [colorize_lab(l100, torch.zeros_like(ab)), colorize_lab(l100, annealed_mean(logits)), colorize_lab(l100, ab)]
+    rows = [colorize_lab(l100, torch.zeros_like(ab)), colorize_logits(l100, logits), colorize_lab(l100, ab)]
     with atomic_path(path) as tmp:
         save_image(torch.cat(rows), tmp, nrow=len(rgb), format="png")
 
 
-def _config(args, options, prior, epoch, history, scan, train_images, val_images) -> dict[str, Any]:
+def _save_epoch(out: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer, config: dict[str, Any],
+                keep_epochs: bool) -> None:
+    checkpoint.save_model(out / checkpoint.MODEL_STEM, model, config)
+    if keep_epochs:
+        checkpoint.save_model(out / f"{checkpoint.MODEL_STEM}_epoch{config['epoch']:03d}", model, config)
+    checkpoint.save_optimizer(out, optimizer)
+
+
+def _shown(value: Any) -> str:
+    if isinstance(value, list):
+        return " ".join(_shown(v) for v in value)
+    return "(none)" if value is None else f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def _config(args: argparse.Namespace, options: dict[str, Any], prior: torch.Tensor, epoch: int,
+            history: list[dict[str, Any]], data: TrainingData) -> dict[str, Any]:
     return {
         "preset": args.preset,
         "options": options,
@@ -301,9 +372,10 @@ def _config(args, options, prior, epoch, history, scan, train_images, val_images
         "sigma": args.sigma,
         "epoch": epoch,
         "history": history,
-        "data": {"train": [str(folder) for folder in args.data], "share": args.data_share, "val": str(args.val) if args.val else None, "holdout": args.holdout,
-                 "train_images": train_images, "dropped_gray": len(scan.gray), "dropped_corrupt": len(scan.corrupt),
-                 "val_images": val_images},
+        "data": {"train": [str(folder) for folder in args.data], "share": args.data_share,
+                 "val": str(args.val) if args.val else None, "holdout": args.holdout,
+                 "train_images": len(data.train_set), "dropped_gray": len(data.scan.gray),
+                 "dropped_corrupt": len(data.scan.corrupt), "val_images": len(data.val_set or [])},
         "train_args": {k: v for k, v in vars(args).items() if k != "func"},
     }
 
@@ -345,13 +417,6 @@ def _all_mean(value: float, device: torch.device, world: int) -> float:
     tensor = torch.tensor([value], device=device)
     dist.all_reduce(tensor)
     return tensor.item() / world
-
-
-def _autocast(device: torch.device, amp: str):
-    """bf16 autocast where asked ('auto' means on CUDA): fp32 master weights, bf16 matrix work."""
-    if amp == "bf16" or (amp == "auto" and device.type == "cuda"):
-        return torch.autocast(device.type, dtype=torch.bfloat16)
-    return nullcontext()
 
 
 def _seed_everything(seed: int) -> None:

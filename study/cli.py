@@ -7,11 +7,14 @@ import os
 import sys
 from pathlib import Path
 
+from colorizer.defaults import DEFAULT_TEMPERATURE
 from study import DEFAULT_DB_URL
 
 
-def add_db_argument(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--db", default=DEFAULT_DB_URL, metavar="URL", help=f"database URL (default {DEFAULT_DB_URL})")
+def add_db_argument(parser: argparse.ArgumentParser | argparse._MutuallyExclusiveGroup) -> None:
+    """The `--db` option of every study and analysis command."""
+    parser.add_argument("--db", default=DEFAULT_DB_URL, metavar="URL",
+                        help=f"SQLAlchemy URL of the study database (default {DEFAULT_DB_URL})")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -27,7 +30,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_db_argument(prepare)
     prepare.add_argument("--media", required=True, metavar="DIR", help="folder for the stimulus images")
     prepare.add_argument("--catch", type=int, default=2, help="attention-check pairs (default 2)")
-    prepare.add_argument("--temperature", type=float, default=0.38, help="annealed-mean temperature (default 0.38)")
+    prepare.add_argument("--temperature", type=float, default=DEFAULT_TEMPERATURE,
+                         help=f"annealed-mean temperature (default {DEFAULT_TEMPERATURE})")
     prepare.set_defaults(func=run_prepare)
 
     serve = commands.add_parser("serve", help="serve the participant page and the JSON API")

@@ -17,25 +17,17 @@ from sqlalchemy import select
 from colorizer.atomic import atomic_path
 from colorizer.errors import UserError
 from study.db import database_session
+from colorizer.images import find_images
 from study.models import CATCH_MODEL, Image, Stimulus, Study, Trial
 
 Colorize = Callable[[PILImage.Image], PILImage.Image]
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff"}
 # Bisection steps when matching a degraded catch picture's file size to its partner's.
 GRAIN_SEARCH_STEPS = 12
 
 
 def warn(message: str) -> None:
     print(f"warning: {message}", file=sys.stderr)
-
-
-def find_images(root: str | Path) -> list[Path]:
-    """Every image file under `root`, recursively, in a stable order (so a seed reproduces a sample)."""
-    root = Path(root)
-    if not root.is_dir():
-        raise UserError(f"image folder not found: {root}")
-    return sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
 
 
 def load_photo(path: Path) -> PILImage.Image | None:

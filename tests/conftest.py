@@ -55,6 +55,31 @@ def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return run
 
 
+TINY_HINT_OPTIONS = {"pretrained": False, "decoder_width": 16, "frozen_stages": 2, "hint_inputs": True}
+
+
+def save_tiny_hint_model(run: Path, seed: int = 0):
+    """An untrained effnet-lite0 with hint inputs and a narrow decoder, saved in `run`: the network."""
+    import torch
+
+    from colorizer import checkpoint
+    from colorizer.models import build_model
+
+    torch.manual_seed(seed)
+    model = build_model("effnet-lite0", **TINY_HINT_OPTIONS)
+    checkpoint.save_model(run / checkpoint.MODEL_STEM, model, {"preset": "effnet-lite0", "options": TINY_HINT_OPTIONS,
+                                                                "input_size": 64, "prior": [1 / 313] * 313})
+    return model
+
+
+@pytest.fixture(scope="session")
+def tiny_hint_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An untrained hint-capable model (effnet-lite0, no pretrained weights) as a run folder."""
+    run = tmp_path_factory.mktemp("tiny_hint_run")
+    save_tiny_hint_model(run)
+    return run
+
+
 @pytest.fixture(scope="module")
 def server(tiny_checkpoint):
     """The demo on a free loopback port, both menu entries on the tiny model: its URL."""

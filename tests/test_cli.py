@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from colorizer.cli import main, output_path
+from colorizer.cli import output_path
+from toolkit.cli import main
 from tests.conftest import photo
 
 

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from colorizer.bins import ab_bins
-from colorizer.cli import main
+from toolkit.cli import main
 from colorizer.evaluate import auc_per_pixel, colorfulness, psnr, random_ab
 from tests.conftest import photo
 

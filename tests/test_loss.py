@@ -7,8 +7,14 @@ import math
 import pytest
 import torch
 
-from colorizer.bins import NUM_BINS, ab_bins, nearest_bins, soft_encode
+from colorizer.bins import NUM_BINS, ab_bins, nearest_bins
 from colorizer.loss import Targets, encode_targets, rebalanced_cross_entropy
+from tests.test_bins import _brute_force, _flat
+
+
+def soft_encode(ab: torch.Tensor, k: int = 5, sigma: float = 5.0) -> torch.Tensor:
+    """Z (N, 313, H, W) of equation 2, as the loss computes it."""
+    return encode_targets(ab, torch.ones(NUM_BINS), k=k, sigma=sigma).dense()
 
 
 def _dense(targets: Targets) -> tuple[torch.Tensor, torch.Tensor]:
@@ -40,11 +46,10 @@ def _weights(seed: int) -> torch.Tensor:
     return torch.rand(NUM_BINS, generator=g) * 5 + 0.1
 
 
-def test_encode_targets_matches_soft_encode_and_nearest_weight():
+def test_encode_targets_weights_each_pixel_by_its_nearest_bin():
     ab, weights = _ab(0), _weights(1)
     z, v = _dense(encode_targets(ab, weights))
     assert z.shape == (2, NUM_BINS, 5, 7) and v.shape == (2, 5, 7)
-    torch.testing.assert_close(z, soft_encode(ab))
     # v is the weight of each pixel's nearest bin, found here by brute force
     pixels = ab.permute(0, 2, 3, 1).reshape(-1, 2)
     nearest = torch.cdist(pixels.double(), ab_bins().double()).argmin(1)
@@ -56,7 +61,6 @@ def test_encode_targets_matches_soft_encode_and_nearest_weight():
 def test_encode_targets_k_and_sigma():
     ab, weights = _ab(2), _weights(3)
     z, v = _dense(encode_targets(ab, weights, k=1, sigma=2.0))
-    torch.testing.assert_close(z, soft_encode(ab, k=1, sigma=2.0))
     assert torch.all((z == 1).sum(1) == 1)
     _, v5 = _dense(encode_targets(ab, weights, k=5, sigma=5.0))
     torch.testing.assert_close(v, v5)  # the weight follows the nearest bin, whatever k
@@ -129,3 +133,55 @@ def test_minimised_at_the_target_distribution():
     at_z = _ce(zs.log(), zs, ones)
     for other in ([0.3, 0.4, 0.3], [0.2, 0.6, 0.2], [1 / 3, 1 / 3, 1 / 3]):
         assert _ce(torch.tensor(other).log().reshape(1, 3, 1, 1), zs, ones) > at_z
+
+
+def test_soft_encode_sums_and_support():
+    g = torch.Generator().manual_seed(4)
+    ab = torch.rand(2, 2, 9, 11, generator=g) * 200 - 100
+    z = soft_encode(ab)
+    assert z.shape == (2, NUM_BINS, 9, 11)
+    assert z.dtype == torch.float32
+    torch.testing.assert_close(z.sum(1), torch.ones(2, 9, 11))
+    assert torch.all(z >= 0)
+    assert torch.all((z > 0).sum(1) == 5)
+    # the support is the 5 nearest bins
+    idx, _ = nearest_bins(ab, 5)
+    assert torch.all(z.gather(1, idx) > 0)
+
+
+def test_soft_encode_hand_computed_pixel():
+    a, b = 12.0, -26.0
+    z = soft_encode(torch.tensor([a, b]).reshape(1, 2, 1, 1), k=5, sigma=5.0)[0, :, 0, 0]
+    bins = ab_bins().double().tolist()
+    # by hand: the 5 nearest of all 313 bins, Gaussian of sigma 5 on their distances, normalised
+    dists = sorted(((a - p) ** 2 + (b - q) ** 2, i) for i, (p, q) in enumerate(bins))[:5]
+    gauss = {i: math.exp(-d2 / (2 * 5.0**2)) for d2, i in dists}
+    total = sum(gauss.values())
+    expected = torch.zeros(NUM_BINS, dtype=torch.float64)
+    for i, w in gauss.items():
+        expected[i] = w / total
+    # the nearest are (10, -30), (20, -30), (10, -20), (20, -20), (0, -30)
+    assert {tuple(bins[i]) for _, i in dists} == {(10.0, -30.0), (20.0, -30.0), (10.0, -20.0), (20.0, -20.0), (0.0, -30.0)}
+    torch.testing.assert_close(z.double(), expected, atol=1e-6, rtol=0)
+
+
+@pytest.mark.parametrize("k, sigma", [(1, 5.0), (8, 10.0), (5, 2.0), (5, 20.0)])
+def test_soft_encode_k_and_sigma(k, sigma):
+    g = torch.Generator().manual_seed(5)
+    ab = torch.rand(1, 2, 6, 6, generator=g) * 160 - 80
+    z = soft_encode(ab, k=k, sigma=sigma)
+    torch.testing.assert_close(z.sum(1), torch.ones(1, 6, 6))
+    # at most k: a far bin's weight under a narrow kernel can fall below the smallest float
+    assert torch.all((z > 0).sum(1) <= k)
+    d2_ref, idx_ref = _brute_force(ab, k)
+    w = torch.exp(-d2_ref / (2 * sigma**2))
+    w = w / w.sum(1, keepdim=True)
+    got = _flat(z).double().gather(1, idx_ref)
+    torch.testing.assert_close(got, w, atol=1e-5, rtol=0)
+
+
+def test_soft_encode_sigma_changes_sharpness():
+    ab = torch.tensor([3.0, 4.0]).reshape(1, 2, 1, 1)
+    sharp, flat = soft_encode(ab, sigma=2.0).max(), soft_encode(ab, sigma=50.0).max()
+    assert sharp > flat
+    assert flat == pytest.approx(0.2, abs=0.01)  # a wide kernel spreads almost uniformly over 5 bins

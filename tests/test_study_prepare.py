@@ -86,7 +86,7 @@ def test_unreadable_photos_are_skipped_with_a_warning(tmp_path, capsys):
     "change, message",
     [
         ({"n": 20}, "need 22 readable images but found only 10"),
-        ({"images_dir": "missing"}, "image folder not found"),
+        ({"images_dir": "missing"}, "missing: no such file or folder"),
         ({"colorizers": {MODEL_A: FAKE_COLORIZERS[MODEL_A]}}, "exactly two models"),
         ({"n": 0}, "at least 1"),
         ({"name": " "}, "non-empty --name"),

@@ -8,12 +8,13 @@ from PIL import Image
 from safetensors.torch import load_file
 
 from colorizer import checkpoint
-from colorizer.cli import main
+from toolkit.cli import main
 from colorizer.data import PhotoDataset, scan_folder
 from colorizer.loss import encode_targets
-from colorizer.prior import rebalance_weights
+from colorizer.prior import compute_prior, rebalance_weights
 from colorizer.models import build_model
-from colorizer.train import compute_prior, lab_batch, lr_factor, parameter_groups
+from colorizer.color import lab_batch
+from colorizer.train import lr_factor, parameter_groups
 from tests.conftest import TINY_OPTIONS
 
 

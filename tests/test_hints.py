@@ -1,0 +1,190 @@
+"""Colour hints: simulated for training, taken from users, and followed by a hint-capable network."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from colorizer.color import lab_to_rgb, normalize_l, rgb_to_lab
+from colorizer.errors import UserError
+from colorizer.hints import AB_SCALE, MAX_PATCH, pool_hints, sample_hint_counts, simulate_hints, user_hint_map
+from colorizer.infer import Colorizer
+from colorizer.loss import encode_targets, rebalanced_cross_entropy
+from colorizer.models import build_model
+from tests.conftest import TINY_HINT_OPTIONS, photo, save_tiny_hint_model
+from toolkit.cli import main
+
+
+def ab_of_rgb(rgb: torch.Tensor) -> torch.Tensor:
+    return rgb_to_lab(rgb[:, :, None, None])[:, 1:, 0, 0]
+
+
+def test_hint_counts_follow_the_paper_geometric_law_with_a_share_of_hintless_photos():
+    counts = sample_hint_counts(20000, torch.Generator().manual_seed(0))
+    assert 0.47 < (counts == 0).float().mean() < 0.53
+    hinted = counts[counts > 0].double()
+    assert hinted.min() == 1
+    assert 7.5 < hinted.mean() < 8.5  # 1 + Geometric(1/8) has mean 8
+
+
+def test_simulated_hints_reveal_patch_means_of_the_true_colours():
+    g = torch.Generator().manual_seed(1)
+    ab = torch.rand(3, 2, 24, 32, generator=g) * 100 - 50
+    hints = simulate_hints(ab, [0, 1, 5], torch.Generator().manual_seed(2))
+    assert hints.shape == (3, 3, 24, 32)
+    assert hints[0].abs().sum() == 0  # no hints: all zeros
+    mask = hints[1, 2] > 0
+    rows, cols = mask.nonzero(as_tuple=True)
+    side = int(rows.max() - rows.min() + 1)
+    assert 1 <= side <= MAX_PATCH and mask.sum() == side * side  # one square patch
+    expected = ab[1][:, mask].mean(1) / AB_SCALE
+    torch.testing.assert_close(hints[1, :2][:, mask], expected[:, None].expand(2, side * side))
+    assert (hints[1, :2][:, ~mask] == 0).all()
+    again = simulate_hints(ab, [0, 1, 5], torch.Generator().manual_seed(2))
+    assert torch.equal(hints, again)  # a fixed seed gives the same hints
+
+
+def test_pooling_keeps_a_one_pixel_hint_at_full_strength():
+    hints = torch.zeros(1, 3, 8, 8)
+    hints[0, :, 5, 6] = torch.tensor([0.4, -0.2, 1.0])
+    pooled = pool_hints(hints, 4)
+    assert pooled.shape == (1, 3, 2, 2)
+    torch.testing.assert_close(pooled[0, :, 1, 1], torch.tensor([0.4, -0.2, 1.0]))
+    assert pooled[0, :, 0, 0].abs().sum() == 0
+
+
+def test_user_hints_land_where_the_user_clicked():
+    red = [220, 20, 20]
+    hint_map = user_hint_map([{"x": 150, "y": 20, "rgb": red}], (200, 100), (16, 16), ab_of_rgb)
+    covered = hint_map[0, 2].nonzero().tolist()
+    assert [3, 12] in covered and len(covered) == 9  # row 20/100*16 = 3, column 150/200*16 = 12; a 3x3 patch
+    red_ab = ab_of_rgb(torch.tensor([red]) / 255.0)[0] / AB_SCALE
+    torch.testing.assert_close(hint_map[0, :2, 3, 12], red_ab)
+    wide = user_hint_map([{"x": 150, "y": 20, "rgb": red, "radius": 25}], (200, 100), (16, 16), ab_of_rgb)
+    assert wide[0, 2].sum() == 25  # radius 25 px = 2 cells of the map: 5x5
+
+
+@pytest.mark.parametrize("hint, message", [
+    ({"x": 250, "y": 20, "rgb": [1, 2, 3]}, "hint 2: x = 250 lies outside the photo"),
+    ({"x": 10, "y": -1, "rgb": [1, 2, 3]}, "hint 2: y = -1 lies outside the photo"),
+    ({"x": 10, "y": 20, "rgb": [1, 2, 300]}, "hint 2: rgb must be three numbers from 0 to 255"),
+    ({"x": 10, "y": 20, "rgb": "red"}, "hint 2: rgb must be three numbers"),
+    ({"x": True, "y": 20, "rgb": [1, 2, 3]}, "hint 2: x = True lies outside"),
+    ({"y": 20, "rgb": [1, 2, 3]}, "hint 2: missing x"),
+    ([1, 2], "hint 2: expected an object"),
+])
+def test_bad_hints_are_one_line_errors_naming_the_hint(hint, message):
+    with pytest.raises(UserError, match=message.replace("(", r"\(")):
+        user_hint_map([{"x": 1, "y": 1, "rgb": [0, 0, 0]}, hint], (200, 100), (16, 16), ab_of_rgb)
+
+
+def test_without_hints_a_hint_model_is_exactly_the_automatic_one():
+    torch.manual_seed(0)
+    model = build_model("effnet-lite0", **TINY_HINT_OPTIONS).eval()
+    lightness = torch.rand(2, 1, 64, 64) * 2 - 1
+    with torch.no_grad():
+        assert torch.equal(model(lightness), model(lightness, torch.zeros(2, 3, 64, 64)))
+        hinted = torch.zeros(2, 3, 64, 64)
+        hinted[:, :, 30, 30] = torch.tensor([0.5, 0.5, 1.0])
+        assert not torch.equal(model(lightness), model(lightness, hinted))
+
+
+def test_a_model_without_hint_inputs_refuses_hints(tiny_checkpoint):
+    colorizer = Colorizer.load(tiny_checkpoint)
+    assert not colorizer.takes_hints
+    with pytest.raises(UserError, match="takes no colour hints"):
+        colorizer.colorize(photo(40, 30), hints=[{"x": 5, "y": 5, "rgb": [255, 0, 0]}])
+    assert colorizer.colorize(photo(40, 30), hints=[]).size == (40, 30)
+
+
+def hint_trained_model(run, steps: int = 60):
+    """The tiny hint model after a few steps on flat gray photos whose only colour cue is the hint:
+    each photo is one random colour, which the network can only learn from its hints."""
+    model = save_tiny_hint_model(run).train()
+    optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=3e-3)
+    g = torch.Generator().manual_seed(0)
+    for _ in range(steps):
+        rgb = torch.rand(8, 3, 1, 1, generator=g).expand(8, 3, 64, 64)
+        lab = rgb_to_lab(rgb)
+        lab[:, :1] = 60.0
+        hints = simulate_hints(lab[:, 1:], [3] * 8, g)
+        logits = model(normalize_l(lab[:, :1]), hints)
+        loss = rebalanced_cross_entropy(logits, encode_targets(F.avg_pool2d(lab[:, 1:], 4), torch.ones(313)))
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    from colorizer import checkpoint
+
+    config = checkpoint.read_config(run)
+    checkpoint.save_model(run / checkpoint.MODEL_STEM, model.eval(), config)
+    return Colorizer.load(run)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    return hint_trained_model(tmp_path_factory.mktemp("hint_trained"))
+
+
+def test_a_briefly_trained_model_follows_a_hint_at_its_pixel(trained):
+    gray = lab_to_rgb(torch.tensor([60.0, 0.0, 0.0]).reshape(1, 3, 1, 1).expand(1, 3, 48, 64))
+    from colorizer.images import to_pil
+
+    image = to_pil(gray)
+    for rgb in ([200, 40, 40], [40, 60, 200]):
+        result = trained.colorize(image, hints=[{"x": 32, "y": 24, "rgb": rgb}])
+        got = torch.tensor(result.getpixel((32, 24)), dtype=torch.float32)
+        want_ab = ab_of_rgb(torch.tensor([rgb]) / 255.0)[0]
+        got_ab = ab_of_rgb(got[None] / 255.0)[0]
+        unhinted_ab = ab_of_rgb(torch.tensor([trained.colorize(image).getpixel((32, 24))], dtype=torch.float32) / 255)[0]
+        # the hinted colour lies far closer to the hint than the automatic guess does
+        assert (got_ab - want_ab).norm() < 0.5 * (unhinted_ab - want_ab).norm(), (rgb, got_ab, want_ab, unhinted_ab)
+
+
+def test_suggest_lists_distinct_likely_colours(trained):
+    image = photo(64, 48)
+    suggestions = trained.suggest(image, 10, 10, k=6)
+    assert 1 <= len(suggestions) <= 6
+    probabilities = [s["probability"] for s in suggestions]
+    assert probabilities == sorted(probabilities, reverse=True)
+    assert all(len(s["rgb"]) == 3 and all(0 <= c <= 255 for c in s["rgb"]) for s in suggestions)
+    assert len({tuple(s["rgb"]) for s in suggestions}) == len(suggestions)
+    with pytest.raises(UserError, match="outside"):
+        trained.suggest(image, 64, 10)
+
+
+def test_colorize_command_takes_a_hints_file(tiny_hint_checkpoint, tmp_path, capsys):
+    source = tmp_path / "photo.png"
+    photo(40, 30).save(source)
+    hints = tmp_path / "hints.json"
+    hints.write_text(json.dumps([{"x": 10, "y": 10, "rgb": [250, 0, 0]}]))
+    args = ["colorize", str(source), "--out", str(tmp_path / "out"), "--model", str(tiny_hint_checkpoint)]
+    assert main([*args, "--hints", str(hints)]) == 0
+    assert (tmp_path / "out" / "photo.png").is_file()
+    hints.write_text(json.dumps([{"x": 10, "y": 99, "rgb": [250, 0, 0]}]))
+    assert main([*args, "--hints", str(hints)]) == 1
+    err = capsys.readouterr().err
+    assert "error: hint 1: y = 99 lies outside the photo" in err and "Traceback" not in err
+    hints.write_text("{not json")
+    assert main([*args, "--hints", str(hints)]) == 1
+    assert "not valid JSON" in capsys.readouterr().err
+
+
+def test_eval_scores_simulated_hints(tiny_hint_checkpoint, photo_dir, tmp_path):
+    out = tmp_path / "eval.json"
+    assert main(["eval", "--model", str(tiny_hint_checkpoint), "--data", str(photo_dir), "--hints", "0,10",
+                 "--json", str(out), "--device", "cpu"]) == 0
+    results = json.loads(out.read_text())
+    assert set(results["hints"]) == {"0", "10"}
+    assert set(results["hints"]["10"]) == {"psnr", "auc", "auc_rebal"}
+    # no hints is the automatic colorization
+    assert results["hints"]["0"]["auc"] == results["model"]["auc"]
+
+
+def test_eval_hints_need_a_hint_model(tiny_checkpoint, photo_dir, capsys):
+    assert main(["eval", "--model", str(tiny_checkpoint), "--data", str(photo_dir), "--hints", "10"]) == 1
+    assert "takes no colour hints" in capsys.readouterr().err
+    assert main(["eval", "--model", str(tiny_checkpoint), "--data", str(photo_dir), "--hints", "ten"]) == 1
+    assert "--hints takes distinct whole numbers" in capsys.readouterr().err
