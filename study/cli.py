@@ -9,6 +9,7 @@ from pathlib import Path
 
 from colorizer.defaults import DEFAULT_TEMPERATURE
 from study import DEFAULT_DB_URL
+from study.protocol import DEFAULT_EXPOSURE_MS, DEFAULT_QUESTION
 
 
 def add_db_argument(parser: argparse.ArgumentParser | argparse._MutuallyExclusiveGroup) -> None:
@@ -21,17 +22,38 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     study = subparsers.add_parser("study", help="run the preference study (prepare, serve, export)")
     commands = study.add_subparsers(dest="study_command", required=True, metavar="COMMAND")
 
-    prepare = commands.add_parser("prepare", help="sample photos, colorize them with two models, record the study")
+    prepare = commands.add_parser(
+        "prepare", help="sample photos, make each condition's picture of them (models, truth, imports), record the study"
+    )
     prepare.add_argument("--name", required=True, help="study name (unique in the database)")
-    prepare.add_argument("--models", nargs=2, required=True, metavar=("A", "B"), help="the two models to compare")
+    prepare.add_argument("--models", nargs="+", default=[], metavar="MODEL",
+                         help="models to compare (bundled names, run folders or checkpoint files)")
+    prepare.add_argument("--truth", action="store_true", help="add the original colour photo as condition 'truth'")
+    prepare.add_argument("--import", dest="imports", action="append", default=[], metavar="NAME=DIR",
+                         help="add colorizations made elsewhere as condition NAME, matched to the photos by file "
+                         "stem (repeatable)")
     prepare.add_argument("--images", required=True, metavar="DIR", help="photo folder, searched recursively")
     prepare.add_argument("--n", type=int, default=30, help="number of photos to compare (default 30)")
     prepare.add_argument("--seed", type=int, default=0, help="sampling seed (default 0)")
     add_db_argument(prepare)
     prepare.add_argument("--media", required=True, metavar="DIR", help="folder for the stimulus images")
     prepare.add_argument("--catch", type=int, default=2, help="attention-check pairs (default 2)")
+    prepare.add_argument("--practice", type=int, default=0,
+                         help="practice trials shown first, left out of the analysis (default 0)")
     prepare.add_argument("--temperature", type=float, default=DEFAULT_TEMPERATURE,
                          help=f"annealed-mean temperature (default {DEFAULT_TEMPERATURE})")
+    protocol = prepare.add_argument_group("protocol (stored with the study)")
+    protocol.add_argument("--exposure-ms", type=int, default=DEFAULT_EXPOSURE_MS,
+                          help=f"how long the pictures are shown (default {DEFAULT_EXPOSURE_MS})")
+    protocol.add_argument("--question", default=DEFAULT_QUESTION, help=f"the question (default {DEFAULT_QUESTION!r})")
+    protocol.add_argument("--consent", metavar="FILE.md",
+                          help="consent and instructions in Markdown, with the researcher's and the ethics "
+                          "contact's details (default: a generic text)")
+    protocol.add_argument("--completion-url", metavar="URL",
+                          help="where a participant goes when done, {code} replaced by the completion code "
+                          "(Prolific: https://app.prolific.com/submissions/complete?cc={code})")
+    protocol.add_argument("--max-participants", type=int, metavar="N",
+                          help="enrol at most N participants; later ones are told the study is full")
     prepare.set_defaults(func=run_prepare)
 
     serve = commands.add_parser("serve", help="serve the participant page and the JSON API")
@@ -49,28 +71,59 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     tokens.add_argument("--admin-token", help="the token itself (visible to other users in `ps`: prefer the file)")
     serve.set_defaults(func=run_serve)
 
-    export = commands.add_parser("export", help="write every vote to a CSV file")
+    export = commands.add_parser("export", help="write every vote (or, with --stimuli, every stimulus file) to CSV")
     add_db_argument(export)
     export.add_argument("--out", required=True, metavar="CSV", help="output file (written atomically)")
+    export.add_argument("--stimuli", action="store_true",
+                        help="one row per stimulus file: file_name, image_id, model (the condition), study")
     export.add_argument("--study", help="only this study (default: all)")
     export.set_defaults(func=run_export)
+
+
+def parse_imports(specs: list[str]) -> dict[str, Path]:
+    """--import NAME=DIR options as {name: folder}, or a one-line UserError."""
+    from colorizer.errors import UserError
+
+    imports: dict[str, Path] = {}
+    for spec in specs:
+        name, separator, folder = spec.partition("=")
+        if not separator or not name.strip() or not folder:
+            raise UserError(f"--import takes NAME=DIR, got {spec!r}")
+        if name in imports:
+            raise UserError(f"--import {name} is given twice")
+        if not Path(folder).is_dir():
+            raise UserError(f"--import {name}: {folder} is not a folder")
+        imports[name] = Path(folder)
+    return imports
 
 
 def run_prepare(args: argparse.Namespace) -> int:
     from colorizer import Colorizer
     from colorizer.errors import UserError
     from study.prepare import prepare_study
+    from study.protocol import Protocol, read_consent
 
-    if args.models[0] == args.models[1]:
-        raise UserError("--models needs two different models")
+    if len(set(args.models)) != len(args.models):
+        raise UserError("--models must name different models")
+    imports = parse_imports(args.imports)
+    protocol = Protocol(
+        exposure_ms=args.exposure_ms,
+        question=args.question,
+        consent_markdown=read_consent(args.consent) if args.consent else None,
+        completion_url=args.completion_url,
+        max_participants=args.max_participants,
+    ).check()
     colorizers = {}
     for name in args.models:
         colorizer = Colorizer.load(name)
         colorizers[name] = lambda photo, colorizer=colorizer: colorizer.colorize(photo, temperature=args.temperature)
     prepare_study(
-        args.db, args.name, colorizers, args.images, args.media, n=args.n, seed=args.seed, catch=args.catch
+        args.db, args.name, colorizers, args.images, args.media, n=args.n, seed=args.seed, catch=args.catch,
+        truth=args.truth, imports=imports, practice=args.practice, protocol=protocol,
     )
-    print(f"study {args.name!r} prepared: {args.n} pairs + {args.catch} catch pairs, stimuli in {args.media}")
+    conditions = [*args.models, *(["truth"] if args.truth else []), *imports]
+    print(f"study {args.name!r} prepared: {', '.join(conditions)} on {args.n} photos + {args.catch} catch pairs"
+          f"{f' + {args.practice} practice trials' if args.practice else ''}, stimuli in {args.media}")
     return 0
 
 
@@ -145,8 +198,12 @@ def run_serve(args: argparse.Namespace) -> int:
 
 
 def run_export(args: argparse.Namespace) -> int:
-    from study.export import export_csv
+    from study.export import export_csv, export_stimuli_csv
 
-    count = export_csv(args.db, args.out, args.study)
-    print(f"wrote {count} votes to {args.out}")
+    if args.stimuli:
+        count = export_stimuli_csv(args.db, args.out, args.study)
+        print(f"wrote {count} stimulus files to {args.out}")
+    else:
+        count = export_csv(args.db, args.out, args.study)
+        print(f"wrote {count} votes to {args.out}")
     return 0

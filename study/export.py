@@ -33,7 +33,9 @@ VOTE_COLUMNS = [
     "too_fast",
     "exposure_ms",
     "lost_focus",
+    "is_practice",
 ]
+STIMULUS_COLUMNS = ["file_name", "image_id", "model", "study"]
 
 # A vote faster than this, by the page's or by the server's clock, is flagged `too_fast`: nobody
 # looks at two pictures and chooses in less (a bot, or a key pressed before the pictures showed).
@@ -97,6 +99,7 @@ def session_vote_rows(session: Session, study: str | None = None) -> list[dict]:
                 "too_fast": too_fast(vote.rt_ms, vote.server_ms),
                 "exposure_ms": vote.exposure_ms,
                 "lost_focus": vote.lost_focus,
+                "is_practice": bool(trial.is_practice),
             }
         )
     return rows
@@ -108,38 +111,65 @@ def vote_rows(db_url: str, study: str | None = None) -> list[dict]:
         return session_vote_rows(session, study)
 
 
+def session_stimuli(session: Session, study: str | None = None) -> list[dict]:
+    """One dict per stimulus file: file_name, image_id, model (the condition: a model, 'truth', an
+    import's name, or 'catch-degraded' for a degraded side), study, the file's absolute path under
+    the study's media dir, and the source photo it was made from."""
+    query = (
+        select(Stimulus.file_name, Stimulus.image_id, Stimulus.model, Study.name, Study.media_dir, Image.source)
+        .join(Image, Image.id == Stimulus.image_id)
+        .join(Study, Study.id == Image.study_id)
+        .where(Study.id.in_(studies_to_export(session, study)))
+        .order_by(Stimulus.id)
+    )
+    return [
+        {"file_name": file_name, "image_id": image_id, "model": model, "study": study_name,
+         "path": str(Path(media_dir) / file_name), "source": source}
+        for file_name, image_id, model, study_name, media_dir, source in session.execute(query)
+    ]
+
+
 def stimuli(db_url: str, study: str | None = None) -> list[dict]:
-    """One dict per stimulus file: image_id, model ('catch-degraded' for a degraded side), the file's
-    absolute path under the study's media dir, and the source photo it was made from."""
+    """`session_stimuli` of the database at `db_url`."""
     with database_session(db_url, must_exist=True) as session:
-        query = (
-            select(Stimulus.image_id, Stimulus.model, Stimulus.file_name, Image.source, Study.media_dir)
-            .join(Image, Image.id == Stimulus.image_id)
-            .join(Study, Study.id == Image.study_id)
-            .where(Study.id.in_(studies_to_export(session, study)))
-            .order_by(Stimulus.id)
-        )
-        return [
-            {"image_id": image_id, "model": model, "path": str(Path(media_dir) / file_name), "source": source}
-            for image_id, model, file_name, source, media_dir in session.execute(query)
-        ]
+        return session_stimuli(session, study)
+
+
+def rows_csv(rows: list[dict], columns: list[str]) -> str:
+    """The rows' `columns` as CSV text, every cell safe to open in a spreadsheet."""
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n", extrasaction="ignore")
+    writer.writeheader()
+    writer.writerows({column: spreadsheet_safe(row.get(column)) for column in columns} for row in rows)
+    return buffer.getvalue()
 
 
 def votes_csv(rows: list[dict]) -> str:
-    """The rows as CSV text, every cell safe to open in a spreadsheet."""
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=VOTE_COLUMNS, lineterminator="\n")
-    writer.writeheader()
-    writer.writerows({column: spreadsheet_safe(value) for column, value in row.items()} for row in rows)
-    return buffer.getvalue()
+    return rows_csv(rows, VOTE_COLUMNS)
+
+
+def stimuli_csv(rows: list[dict]) -> str:
+    return rows_csv(rows, STIMULUS_COLUMNS)
+
+
+def write_csv_file(out: str | Path, text: str) -> None:
+    """Write `text` to `out` atomically, or raise a one-line UserError."""
+    try:
+        with atomic_path(out) as tmp:
+            tmp.write_text(text, newline="")
+    except OSError as error:
+        raise UserError(f"cannot write {out}: {error.strerror or error}") from None
 
 
 def export_csv(db_url: str, out: str | Path, study: str | None = None) -> int:
     """Write the votes to `out` atomically; return how many were written."""
     rows = vote_rows(db_url, study)
-    try:
-        with atomic_path(out) as tmp:
-            tmp.write_text(votes_csv(rows), newline="")
-    except OSError as error:
-        raise UserError(f"cannot write {out}: {error.strerror or error}") from None
+    write_csv_file(out, votes_csv(rows))
+    return len(rows)
+
+
+def export_stimuli_csv(db_url: str, out: str | Path, study: str | None = None) -> int:
+    """Write one row per stimulus file (STIMULUS_COLUMNS) to `out` atomically; return how many."""
+    rows = stimuli(db_url, study)
+    write_csv_file(out, stimuli_csv(rows))
     return len(rows)

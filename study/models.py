@@ -1,8 +1,10 @@
 """The study's database schema (SQLAlchemy 2.0 typed ORM).
 
-A Study owns Images (sampled photos); each Image has one Stimulus per model (plus a degraded one for
-catch images); a Trial pairs two stimuli of one image. A Participant gets every trial of the study
-once, as an Assignment that fixes its position and which stimulus is shown on the left. A Vote
+A Study compares conditions: models colorizing here, `truth` (the original colour photo) and imports
+(colorizations made elsewhere). It owns Images (sampled photos); each Image has one Stimulus per
+condition (plus a degraded one for catch images); a Trial pairs two stimuli of one image, one Trial
+per pair of conditions. A Participant gets one trial per image (which pair is balanced across
+participants), as an Assignment that fixes its position and which stimulus is shown on the left. A Vote
 answers one assignment: the composite foreign key makes "vote for a trial that was not assigned"
 impossible and the unique (participant, trial) constraint makes a second vote impossible.
 
@@ -16,6 +18,7 @@ import datetime as dt
 import secrets
 
 from sqlalchemy import (
+    JSON,
     Boolean,
     CheckConstraint,
     DateTime,
@@ -23,12 +26,15 @@ from sqlalchemy import (
     ForeignKeyConstraint,
     Integer,
     String,
+    Text,
     UniqueConstraint,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 # The model name recorded for the degraded side of a catch trial.
 CATCH_MODEL = "catch-degraded"
+# The condition name of the original colour photo.
+TRUTH = "truth"
 
 
 def utcnow() -> dt.datetime:
@@ -63,9 +69,22 @@ class Study(Base):
     media_dir: Mapped[str] = mapped_column(String(4096))
     seed: Mapped[int] = mapped_column(Integer)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    # Every compared condition in order (models, then truth, then imports); NULL in studies from
+    # before conditions, which compared model_a and model_b (still the first two conditions).
+    conditions: Mapped[list[str] | None] = mapped_column(JSON)
+    # The protocol (NULL: the defaults of study.protocol, as studies before it had).
+    exposure_ms: Mapped[int | None] = mapped_column(Integer)
+    question: Mapped[str | None] = mapped_column(String(500))
+    consent_markdown: Mapped[str | None] = mapped_column(Text)
+    completion_url: Mapped[str | None] = mapped_column(String(2000))
+    max_participants: Mapped[int | None] = mapped_column(Integer)
 
     images: Mapped[list[Image]] = relationship(back_populates="study", cascade="all, delete-orphan")
     trials: Mapped[list[Trial]] = relationship(back_populates="study", cascade="all, delete-orphan")
+
+    @property
+    def condition_names(self) -> list[str]:
+        return list(self.conditions or (self.model_a, self.model_b))
 
 
 class Image(Base):
@@ -103,6 +122,8 @@ class Trial(Base):
     # For a catch trial stimulus_b is the degraded one.
     stimulus_b_id: Mapped[int] = mapped_column(ForeignKey("stimulus.id", ondelete="CASCADE"))
     is_catch: Mapped[bool] = mapped_column(default=False)
+    # Practice trials come first, are flagged in the export and left out of the analysis.
+    is_practice: Mapped[bool | None] = mapped_column(Boolean)
 
     study: Mapped[Study] = relationship(back_populates="trials")
     image: Mapped[Image] = relationship()
@@ -126,6 +147,13 @@ class Participant(Base):
     # SHA-256 of the page's enrolment key, so that an enrolment resent after a lost answer gets the
     # participant (with a new token) instead of "already enrolled".
     enrolment_key_hash: Mapped[str | None] = mapped_column(String(64))
+    # Prolific's STUDY_ID and SESSION_ID from the study link, the browser's user agent and the
+    # page's viewport at enrolment (CSS pixels), for the participants export.
+    prolific_study_id: Mapped[str | None] = mapped_column(String(200))
+    prolific_session_id: Mapped[str | None] = mapped_column(String(200))
+    user_agent: Mapped[str | None] = mapped_column(String(500))
+    viewport_width: Mapped[int | None] = mapped_column(Integer)
+    viewport_height: Mapped[int | None] = mapped_column(Integer)
 
     study: Mapped[Study] = relationship()
     assignments: Mapped[list[Assignment]] = relationship(

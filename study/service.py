@@ -12,13 +12,14 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import secrets
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Mapping, Sequence
 
-from sqlalchemy import and_, bindparam, insert, or_, select, update
+from sqlalchemy import and_, bindparam, case, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session, aliased
+from sqlalchemy.orm import Session, aliased, selectinload
 
 from study.db import write_guard
 from study.models import Assignment, Image, Participant, Stimulus, Study, Trial, Vote, as_utc, public_id, utcnow
@@ -98,27 +99,89 @@ def authenticate(session: Session, participant_id: str, token: str | None) -> Pa
     return participant
 
 
-def balanced_flips(count: int, rng: secrets.SystemRandom) -> list[bool]:
-    """`count` coin flips with as many heads as tails (one extra random flip when odd)."""
-    flips = [True, False] * (count // 2) + [rng.random() < 0.5] * (count % 2)
-    rng.shuffle(flips)
-    return flips
+@dataclass(frozen=True)
+class TrialHistory:
+    """How many participants a trial was assigned to so far, and to how many with stimulus a on the left."""
+
+    assigned: int = 0
+    a_on_left: int = 0
 
 
-def assign_trials(participant: Participant, trials: Sequence[Trial]) -> None:
-    """Give the participant every trial in a random order, with sides swapped in exactly half of the
-    model trials (and half of the catch trials), so neither model nor the degraded side owns a side.
-    The operating system's random source draws it: nothing a participant sees can reproduce it."""
+NEVER_ASSIGNED = TrialHistory()
+
+
+def choose_trials(trials: Sequence[Trial], history: Mapping[str, TrialHistory], rng: secrets.SystemRandom) -> list[Trial]:
+    """One trial per image: of an image's trials (one per pair of conditions) the one assigned least
+    often so far, so that across participants every pair is shown about equally often on every photo;
+    among those, the pair this participant has had least, so that each participant sees all pairs;
+    the rest is chance. Catch and practice images have a single trial each."""
+    by_image: dict[int, list[Trial]] = {}
+    for trial in trials:
+        by_image.setdefault(trial.image_id, []).append(trial)
+    images = list(by_image.values())
+    rng.shuffle(images)
+    pairs_had: Counter = Counter()
+    chosen = []
+    for candidates in images:
+        fewest = min(history.get(trial.id, NEVER_ASSIGNED).assigned for trial in candidates)
+        least_shown = [trial for trial in candidates if history.get(trial.id, NEVER_ASSIGNED).assigned == fewest]
+        fewest_had = min(pairs_had[condition_pair(trial)] for trial in least_shown)
+        trial = rng.choice([trial for trial in least_shown if pairs_had[condition_pair(trial)] == fewest_had])
+        pairs_had[condition_pair(trial)] += 1
+        chosen.append(trial)
+    return chosen
+
+
+def condition_pair(trial: Trial) -> tuple[str, str]:
+    return trial.stimulus_a.model, trial.stimulus_b.model
+
+
+def trials_to_swap(group: Sequence[Trial], history: Mapping[str, TrialHistory], rng: secrets.SystemRandom) -> set[str]:
+    """Which of a participant's trials of one pair of conditions show stimulus b on the left: exactly
+    half of them (when odd, the extra one by need or by chance), preferring the trials that earlier
+    participants saw with a on the left more often, so each side is balanced within the participant
+    and, across participants, on every trial."""
+
+    def excess(trial: Trial) -> float:  # > 0: a was on the left more often than b so far
+        seen = history.get(trial.id, NEVER_ASSIGNED)
+        return seen.a_on_left - seen.assigned / 2
+
+    ranked = list(group)
+    rng.shuffle(ranked)  # ties in random order
+    ranked.sort(key=excess, reverse=True)
+    count = len(ranked) // 2
+    if len(ranked) % 2:
+        extra = excess(ranked[count])
+        count += 1 if extra > 0 or (extra == 0 and rng.random() < 0.5) else 0
+    return {trial.id for trial in ranked[:count]}
+
+
+def assign_trials(
+    participant: Participant, trials: Sequence[Trial], history: Mapping[str, TrialHistory] | None = None
+) -> None:
+    """Give the participant one trial per image (`choose_trials`, from `history`: the trials'
+    assignments so far): the practice trials first, the rest in a random order. Within each pair of
+    conditions (and among the catch trials) the sides are swapped in half of the trials
+    (`trials_to_swap`), so no condition and not the degraded side owns a side. The order, the draw
+    and the ties come from the operating system's random source: nothing a participant sees can
+    reproduce them."""
     rng = secrets.SystemRandom()
-    layout = []
-    for group in ([t for t in trials if not t.is_catch], [t for t in trials if t.is_catch]):
-        for trial, swap in zip(group, balanced_flips(len(group), rng)):
+    history = history or {}
+    groups: dict[object, list[Trial]] = {}
+    for trial in choose_trials(trials, history, rng):
+        groups.setdefault("catch" if trial.is_catch else condition_pair(trial), []).append(trial)
+    practice, layout = [], []
+    for group in groups.values():
+        swapped = trials_to_swap(group, history, rng)
+        for trial in group:
+            swap = trial.id in swapped
             sides = (trial.stimulus_b_id, trial.stimulus_a_id) if swap else (trial.stimulus_a_id, trial.stimulus_b_id)
-            layout.append((trial.id, sides))
+            (practice if trial.is_practice else layout).append((trial.id, sides))
+    rng.shuffle(practice)
     rng.shuffle(layout)
     participant.assignments = [
         Assignment(trial_id=trial_id, position=position, left_stimulus_id=left, right_stimulus_id=right)
-        for position, (trial_id, (left, right)) in enumerate(layout)
+        for position, (trial_id, (left, right)) in enumerate(practice + layout)
     ]
 
 
@@ -222,7 +285,7 @@ def enrol(session: Session, request: ParticipantRequest, token: str | None) -> t
     if request.client_enrolment_id is not None:
         participant.enrolment_key_hash = secret_hash(request.client_enrolment_id)
     new_token = issue_token(participant)
-    assign_trials(participant, session.scalars(select(Trial).where(Trial.study_id == study.id)).all())
+    assign_trials(participant, study_trials(session, study), trial_history(session, study))
     if participant.assignments:
         participant.assignments[0].released_at = utcnow()
     try:
@@ -236,6 +299,25 @@ def enrol(session: Session, request: ParticipantRequest, token: str | None) -> t
             raise
         return rejoin(session, existing, request, token), False
     return enrolment_answer(session, participant, new_token), True
+
+
+def study_trials(session: Session, study: Study) -> Sequence[Trial]:
+    query = select(Trial).where(Trial.study_id == study.id).options(
+        selectinload(Trial.stimulus_a), selectinload(Trial.stimulus_b)
+    )
+    return session.scalars(query).all()
+
+
+def trial_history(session: Session, study: Study) -> dict[str, TrialHistory]:
+    """Each of the study's trials' assignments so far (one aggregate query per enrolment)."""
+    a_on_left = case((Assignment.left_stimulus_id == Trial.stimulus_a_id, 1), else_=0)
+    query = (
+        select(Assignment.trial_id, func.count(), func.sum(a_on_left))
+        .join(Trial, Trial.id == Assignment.trial_id)
+        .where(Trial.study_id == study.id)
+        .group_by(Assignment.trial_id)
+    )
+    return {trial_id: TrialHistory(count, int(left)) for trial_id, count, left in session.execute(query)}
 
 
 def resume(session: Session, participant_id: str, token: str | None) -> ParticipantOut:

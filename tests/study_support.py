@@ -185,3 +185,24 @@ def live_app(app) -> Iterator[str]:
     finally:
         server.should_exit = True
         thread.join(timeout=10)
+
+
+IMPORT_NAME = "elsewhere"
+FOUR_CONDITIONS = (MODEL_A, MODEL_B, "truth", IMPORT_NAME)
+
+
+def write_import(photos: Path, folder: Path, colour: str = "green") -> Path:
+    """Colorizations "made by another tool" of every photo in `photos`: same stem, PNG, same size."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for path in photos.rglob("*"):
+        if path.is_file():
+            with Image.open(path) as photo:
+                tint(colour)(photo.convert("RGB")).save(folder / f"{path.stem}.png")
+    return folder
+
+
+def prepare_four_conditions(db_url: str, photos: Path, folder: Path, n: int = 6, **options) -> None:
+    """Two models, the truth and an import on `n` photos: six pairs of conditions per photo."""
+    imports = {IMPORT_NAME: write_import(photos, folder / "imported")}
+    prepare_study(db_url, STUDY, FAKE_COLORIZERS, photos, folder / "media", n=n, catch=options.pop("catch", 1),
+                  truth=True, imports=imports, **options)

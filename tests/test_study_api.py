@@ -10,11 +10,13 @@ from collections import Counter
 import pytest
 from tests.study_support import (
     ADMIN_TOKEN,
+    FOUR_CONDITIONS,
     MODEL_A,
     MODEL_B,
     STUDY,
     answer_all,
     enrol,
+    prepare_four_conditions,
     token_header,
     vote,
     vote_body,
@@ -224,3 +226,27 @@ def test_readers_refuse_a_missing_sqlite_file(tmp_path):
     with pytest.raises(UserError, match="no database at"):
         vote_rows(f"sqlite:///{missing}")
     assert not missing.exists()
+
+
+def test_several_conditions_are_balanced_across_participants(tmp_path, study_photos):
+    """Two models, the truth and an import: 6 pairs of conditions. Each participant sees each photo
+    once; after 12 participants every pair was shown exactly twice on every photo, and each
+    condition was on the left in half of its trials."""
+    from fastapi.testclient import TestClient
+
+    db_url = f"sqlite:///{tmp_path / 'votes.db'}"
+    prepare_four_conditions(db_url, study_photos, tmp_path, n=4, catch=1)
+    with TestClient(create_app(db_url)) as four:
+        for _ in range(12):
+            participant = enrol(four)
+            assert participant["total"] == 4 + 1
+            answer_all(four, participant)
+    rows = [row for row in vote_rows(db_url) if not row["is_catch"]]
+    per_participant = Counter((row["participant_id"], row["image_id"]) for row in rows)
+    assert len(per_participant) == 12 * 4 and set(per_participant.values()) == {1}
+    shown = Counter((row["image_id"], frozenset((row["left_model"], row["right_model"]))) for row in rows)
+    assert len(shown) == 4 * 6 and set(shown.values()) == {2}
+    for condition in FOUR_CONDITIONS:
+        trials = [row for row in rows if condition in (row["left_model"], row["right_model"])]
+        on_left = sum(row["left_model"] == condition for row in trials)
+        assert len(trials) == 24 and 10 <= on_left <= 14, (condition, on_left)

@@ -44,7 +44,6 @@ from study.db import database_session
 from study.export import export_csv, stimuli, vote_rows
 from study.models import CATCH_MODEL, Assignment, Participant, Trial
 from study.prepare import prepare_study
-from study.service import balanced_flips
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -58,6 +57,13 @@ def admin_csv(client) -> list[dict]:
 
 
 # 1. Predictable layout
+
+
+def balanced_flips(count: int, rng: random.Random) -> list[bool]:
+    """The layout code before the fix: `count` coin flips, as many heads as tails."""
+    flips = [True, False] * (count // 2) + [rng.random() < 0.5] * (count % 2)
+    rng.shuffle(flips)
+    return flips
 
 
 def layout_from_public_ids(participant_id: str, trials: list[Trial]) -> list[tuple[str, int]]:
@@ -85,10 +91,11 @@ def test_layouts_cannot_be_replayed_from_public_ids(client, prepared):
 
 
 def test_the_same_ids_get_different_layouts(client, prepared):
-    from study.service import assign_trials
+    from study.models import Study
+    from study.service import assign_trials, study_trials
 
     with database_session(prepared.db_url) as session:
-        trials = list(session.scalars(select(Trial)))
+        trials = study_trials(session, session.scalars(select(Study)).one())
     layouts = set()
     for _ in range(10):
         participant = Participant(id="always-the-same")

@@ -11,13 +11,26 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image, ImageChops
-from tests.study_support import FAKE_COLORIZERS, MODEL_A, MODEL_B, STUDY, answer_all, enrol, write_photos
+from sqlalchemy import select
+from tests.study_support import (
+    FAKE_COLORIZERS,
+    FOUR_CONDITIONS,
+    IMPORT_NAME,
+    MODEL_A,
+    MODEL_B,
+    STUDY,
+    answer_all,
+    enrol,
+    prepare_four_conditions,
+    write_import,
+    write_photos,
+)
 
 from colorizer.errors import UserError
 from study.cli import register
-from study.db import make_engine
+from study.db import database_session, make_engine
 from study.export import stimuli, vote_rows
-from study.models import CATCH_MODEL
+from study.models import CATCH_MODEL, Trial
 from study.prepare import degrade, prepare_study
 
 pytestmark = pytest.mark.timeout(120)
@@ -87,7 +100,7 @@ def test_unreadable_photos_are_skipped_with_a_warning(tmp_path, capsys):
     [
         ({"n": 20}, "need 22 readable images but found only 10"),
         ({"images_dir": "missing"}, "missing: no such file or folder"),
-        ({"colorizers": {MODEL_A: FAKE_COLORIZERS[MODEL_A]}}, "exactly two models"),
+        ({"colorizers": {MODEL_A: FAKE_COLORIZERS[MODEL_A]}}, "at least two conditions .*, got 1"),
         ({"n": 0}, "at least 1"),
         ({"name": " "}, "non-empty --name"),
     ],
@@ -178,7 +191,7 @@ def test_cli_prepare_with_real_checkpoints(tiny_checkpoint, study_photos, tmp_pa
     assert run_cli(*argv, "--models", str(tiny_checkpoint), str(second)) == 0
     files = stimuli(db_url)
     assert len(files) == 6 and {f["model"] for f in files} == {str(tiny_checkpoint), str(second), CATCH_MODEL}
-    with pytest.raises(UserError, match="two different models"):
+    with pytest.raises(UserError, match="different models"):
         run_cli(*argv, "--models", "a", "a")
 
 
@@ -203,3 +216,89 @@ def test_a_database_from_before_the_new_columns_gets_them(tmp_path):
     assert "token_hash" in columns["participant"] and "released_at" in columns["assignment"]
     assert "server_ms" in columns["vote"]
     assert vote_rows(db_url) == []
+
+
+def test_conditions_are_models_truth_and_imports_matched_by_stem(tmp_path, study_photos):
+    db_url = f"sqlite:///{tmp_path / 'votes.db'}"
+    prepare_four_conditions(db_url, study_photos, tmp_path, n=3, catch=2, practice=1)
+    files = stimuli(db_url)
+    by_image: dict[int, dict[str, Path]] = {}
+    for f in files:
+        by_image.setdefault(f["image_id"], {})[f["model"]] = Path(f["path"])
+    compared = [pair for pair in by_image.values() if set(pair) == set(FOUR_CONDITIONS)]
+    assert len(compared) == 3 and len(by_image) == 3 + 2 + 1
+    sources = {f["image_id"]: Path(f["source"]) for f in files}
+    for image_id, pair in by_image.items():
+        if "truth" in pair:  # the original photo itself, JPEG-compressed
+            with Image.open(sources[image_id]) as photo, Image.open(pair["truth"]) as truth:
+                difference = np.asarray(ImageChops.difference(photo.convert("RGB"), truth), dtype=float)
+                assert difference.mean() < 8
+        if IMPORT_NAME in pair:  # the import with the photo's stem: tinted green
+            with Image.open(pair[IMPORT_NAME]) as imported:
+                red, green, blue = np.asarray(imported, dtype=float).reshape(-1, 3).mean(axis=0)
+                assert green > red + 10 and green > blue + 10
+    with database_session(db_url) as session:
+        trials = session.scalars(select(Trial)).all()
+        assert len(trials) == 3 * 6 + 2 + 1  # a trial per pair of conditions, one per catch or practice photo
+        assert sum(bool(t.is_practice) for t in trials) == 1 and sum(t.is_catch for t in trials) == 2
+
+
+def test_missing_imports_are_named_in_one_line_and_nothing_is_written(tmp_path, study_photos):
+    folder = write_import(study_photos, tmp_path / "imported")
+    for stem in ("photo1", "photo4"):
+        (folder / f"{stem}.png").unlink()
+    db_url = f"sqlite:///{tmp_path / 'votes.db'}"
+    with pytest.raises(UserError) as raised:
+        prepare_study(db_url, STUDY, FAKE_COLORIZERS, study_photos, tmp_path / "media", n=10, catch=0,
+                      imports={"ddcolor": folder})
+    message = str(raised.value)
+    assert "\n" not in message and "import ddcolor" in message
+    assert "2 sampled photos" in message and "photo1" in message and "photo4" in message
+    assert not (tmp_path / "media").exists() or list((tmp_path / "media").iterdir()) == []
+    assert stimuli(db_url) == []
+
+
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        ({"colorizers": {"truth": FAKE_COLORIZERS[MODEL_A], MODEL_B: FAKE_COLORIZERS[MODEL_B]}}, "reserved"),
+        ({"imports": {MODEL_A: "x"}}, "must differ"),
+        ({"colorizers": {MODEL_A: FAKE_COLORIZERS[MODEL_A]}, "truth": True, "practice": 0, "catch": 0}, None),
+        ({"colorizers": {}, "truth": True, "imports": {"x": "x"}}, "catch pairs need a model"),
+    ],
+)
+def test_condition_names_are_checked(tmp_path, study_photos, options, message):
+    kwargs = dict(db_url=f"sqlite:///{tmp_path / 'votes.db'}", name=STUDY, colorizers=FAKE_COLORIZERS,
+                  images_dir=study_photos, media_dir=tmp_path / "media", n=2, catch=1)
+    kwargs.update(options)
+    if "imports" in kwargs:
+        kwargs["imports"] = {name: write_import(study_photos, tmp_path / name) for name in kwargs["imports"]}
+    if message is None:  # one model against the truth is a study too
+        prepare_study(**kwargs)
+        assert {f["model"] for f in stimuli(kwargs["db_url"])} == {MODEL_A, "truth"}
+    else:
+        with pytest.raises(UserError, match=message):
+            prepare_study(**kwargs)
+
+
+def test_cli_exports_the_stimuli(tmp_path, study_photos):
+    db_url = f"sqlite:///{tmp_path / 'votes.db'}"
+    prepare_four_conditions(db_url, study_photos, tmp_path, n=2)
+    out = tmp_path / "stimuli.csv"
+    assert run_cli("study", "export", "--db", db_url, "--stimuli", "--out", str(out)) == 0
+    rows = list(csv.DictReader(out.open()))
+    assert list(rows[0]) == ["file_name", "image_id", "model", "study"]
+    assert sorted(p.name for p in (tmp_path / "media").iterdir()) == sorted(row["file_name"] for row in rows)
+    assert {row["model"] for row in rows} == {*FOUR_CONDITIONS, CATCH_MODEL}
+    assert sum(row["model"] == "truth" for row in rows) == 2
+
+
+def test_cli_parses_imports(tmp_path):
+    from study.cli import parse_imports
+
+    assert parse_imports([f"ddcolor={tmp_path}"]) == {"ddcolor": tmp_path}
+    for spec, message in [("ddcolor", "NAME=DIR"), ("=x", "NAME=DIR"), (f"a={tmp_path / 'no'}", "not a folder")]:
+        with pytest.raises(UserError, match=message):
+            parse_imports([spec])
+    with pytest.raises(UserError, match="given twice"):
+        parse_imports([f"a={tmp_path}", f"a={tmp_path}"])
