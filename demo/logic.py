@@ -3,19 +3,22 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import threading
 import time
 import uuid
-from dataclasses import dataclass, field
+from collections import OrderedDict
+from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
-from typing import Callable, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFont
 
+from colorizer.decode import colorize_logits
 from colorizer.errors import UserError
 from colorizer.images import open_image, to_pil, to_rgb_tensor
 from colorizer.infer import BUNDLED_MODELS, Colorizer, bundled_model_path
@@ -69,24 +72,44 @@ class Models:
         bundled = [other for other in BUNDLED_MODELS if other in self.sources]
         return bundled if name in bundled else bundled + [name]
 
-    def colorize_batched(self, name: str, image: Image.Image, temperature: float) -> Image.Image:
+    def colorize_batched(self, name: str, image: Image.Image, temperature: float,
+                         hints: Sequence[dict[str, Any]] | None = None) -> Image.Image:
         """One colorization; requests that arrive while the network is busy run together as one batch."""
         colorizer = self[name]  # loaded, or an unknown name refused, before it gets a batcher
+        colorizer.hint_map(image, hints)  # bad hints fail this request alone, not the batch it would join
         with self.lock:
             if name not in self.batchers:
                 self.batchers[name] = Batcher(partial(colorize_jobs, colorizer))
             batcher = self.batchers[name]
-        return batcher((image, temperature))
+        return batcher((image, temperature, hints))
 
 
-def colorize_jobs(colorizer: Colorizer, jobs: Sequence[tuple[Image.Image, float]]) -> list[Image.Image]:
-    """Colorize (image, temperature) jobs, one network pass per temperature."""
+def colorize_jobs(colorizer: Colorizer, jobs: Sequence[tuple[Image.Image, float, Sequence[dict] | None]]
+                  ) -> list[Image.Image]:
+    """Colorize (image, temperature, hints) jobs, one network pass per temperature."""
     results: dict[int, Image.Image] = {}
-    for temperature in {t for _, t in jobs}:
-        indices = [i for i, (_, t) in enumerate(jobs) if t == temperature]
-        images = colorizer.colorize_many([jobs[i][0] for i in indices], temperature, batch_size=len(indices))
+    for temperature in {t for _, t, _ in jobs}:
+        indices = [i for i, (_, t, _) in enumerate(jobs) if t == temperature]
+        images = colorizer.colorize_many([jobs[i][0] for i in indices], temperature, batch_size=len(indices),
+                                         hints=[jobs[i][2] for i in indices])
         results.update(zip(indices, images))
     return [results[i] for i in range(len(jobs))]
+
+
+def parse_hints(text: str | None) -> list[dict[str, Any]] | None:
+    """The /colorize API's `hints` keyword: a JSON list of {"x", "y", "rgb", optional "radius"}; empty: none.
+    The hints themselves are checked by the Colorizer, whose messages name the bad one."""
+    if text is None or not text.strip():
+        return None
+    try:
+        hints = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise UserError(f"hints: not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})") from None
+    if not isinstance(hints, list):
+        kind = {dict: "an object", str: "a string", int: "a number", float: "a number", bool: "true or false"}
+        raise UserError('hints: expected a JSON list like [{"x": 120, "y": 40, "rgb": [200, 30, 30]}], '
+                        f"got {kind.get(type(hints), 'null')}")
+    return hints or None
 
 
 class Batcher:
@@ -228,16 +251,259 @@ class Views:
     notes: list[str]
 
 
-def colorize_views(models: Models, path: str | os.PathLike, name: str, temperature: float) -> Views:
+def colorize_views(models: Models, path: str | os.PathLike, name: str, temperature: float,
+                   board: HintBoard | None = None) -> Views:
+    """Every view of one upload; the hints on `board` go to the models that take hints."""
     upload = read_upload(path)
-    prediction = models[name].predict(upload.image, temperature)
-    others = {other: prediction.image if other == name else models[other].colorize(upload.image, temperature)
-              for other in models.compared(name)}
+    board = board or HintBoard()
+
+    def hints_for(model: str) -> list[dict[str, Any]] | None:
+        return board.as_dicts() if board.hints and models[model].takes_hints else None
+
+    notes = list(upload.notes)
+    if board.hints and hints_for(name) is None:
+        notes.append(f"{no_hints_message(name)}; your {len(board.hints)} hints are kept")
+    prediction = models[name].predict(upload.image, temperature, hints=hints_for(name))
+    others = {}
+    for other in models.compared(name):
+        caption = other if hints_for(other) or not board.hints else f"{other} (no hints)"
+        others[caption] = prediction.image if other == name else models[other].colorize(
+            upload.image, temperature, hints=hints_for(other))
     return Views(
         result=prediction.image,
         gray=prediction.gray,
         uncertainty=uncertainty_image(prediction.uncertainty),
         compared=side_by_side(others),
         original=as_rgb(upload.image) if upload.colour else None,
-        notes=upload.notes,
+        notes=notes,
     )
+
+
+# colour hints on the page
+
+SUGGESTIONS = 6  # suggested colours offered for a spot
+MAX_UNDO = 100  # edits remembered for undo
+HINT_VIEW_MAX_SIDE = 1280  # the clickable view with the hint markers: a view, not the result
+
+
+@dataclass(frozen=True)
+class Hint:
+    x: int  # in the photo's pixels
+    y: int
+    rgb: tuple[int, int, int]
+
+    @property
+    def hex(self) -> str:
+        return "#{:02x}{:02x}{:02x}".format(*self.rgb)
+
+    def as_dict(self) -> dict[str, Any]:
+        """As Colorizer.colorize and the /colorize API take it."""
+        return {"x": self.x, "y": self.y, "rgb": list(self.rgb)}
+
+
+def rgb_of_hex(text: str) -> tuple[int, int, int]:
+    """A colour picker's "#rrggbb" (or "#rgb") as (r, g, b)."""
+    digits = (text or "").strip().removeprefix("#")
+    if len(digits) == 3:
+        digits = "".join(2 * digit for digit in digits)
+    try:
+        if len(digits) != 6:
+            raise ValueError
+        return tuple(int(digits[i : i + 2], 16) for i in (0, 2, 4))  # type: ignore[return-value]
+    except ValueError:
+        raise UserError(f"not a colour: {text!r} (expected #rrggbb)") from None
+
+
+@dataclass(frozen=True)
+class HintBoard:
+    """The hints placed on one photo, the selected one, and the earlier states for undo.
+
+    Every edit returns a new board (Gradio keeps one per visitor in a gr.State) and remembers the state
+    before it; selecting a hint is not an edit.
+    """
+
+    hints: tuple[Hint, ...] = ()
+    selected: int | None = None
+    history: tuple[tuple[tuple[Hint, ...], int | None], ...] = ()
+
+    def _edited(self, hints: Sequence[Hint], selected: int | None) -> HintBoard:
+        history = (self.history + ((self.hints, self.selected),))[-MAX_UNDO:]
+        return HintBoard(tuple(hints), selected, history)
+
+    def _selected_hint(self, action: str) -> Hint:
+        if self.selected is None:
+            raise UserError(f"no hint selected to {action}: click the photo to place one, or pick one from the list")
+        return self.hints[self.selected]
+
+    def place(self, x: int, y: int, rgb: Sequence[int]) -> HintBoard:
+        """A new hint, which becomes the selected one."""
+        return self._edited(self.hints + (Hint(int(x), int(y), tuple(int(c) for c in rgb)),), len(self.hints))
+
+    def move(self, x: int, y: int) -> HintBoard:
+        hint = self._selected_hint("move")
+        return self._with_selected(replace(hint, x=int(x), y=int(y)))
+
+    def recolour(self, rgb: Sequence[int]) -> HintBoard:
+        hint = self._selected_hint("colour")
+        rgb = tuple(int(c) for c in rgb)
+        return self if rgb == hint.rgb else self._with_selected(replace(hint, rgb=rgb))
+
+    def _with_selected(self, hint: Hint) -> HintBoard:
+        hints = list(self.hints)
+        hints[self.selected] = hint
+        return self._edited(hints, self.selected)
+
+    def remove(self) -> HintBoard:
+        """Removes the selected hint; the one after it (or the last) becomes selected."""
+        self._selected_hint("remove")
+        hints = self.hints[: self.selected] + self.hints[self.selected + 1 :]
+        return self._edited(hints, min(self.selected, len(hints) - 1) if hints else None)
+
+    def clear(self) -> HintBoard:
+        return self._edited((), None) if self.hints else self
+
+    def undo(self) -> HintBoard:
+        if not self.history:
+            raise UserError("nothing to undo")
+        hints, selected = self.history[-1]
+        return HintBoard(hints, selected, self.history[:-1])
+
+    def select(self, index: int | None) -> HintBoard:
+        if index is not None and not 0 <= index < len(self.hints):
+            raise UserError(f"there is no hint {index + 1}")
+        return replace(self, selected=index)
+
+    def nearest(self, x: float, y: float, within: float) -> int | None:
+        """The hint closest to (x, y) if one lies within `within` pixels (a click on its marker)."""
+        distances = [((hint.x - x) ** 2 + (hint.y - y) ** 2, i) for i, hint in enumerate(self.hints)]
+        closest = min(distances, default=None)
+        return closest[1] if closest and closest[0] <= within**2 else None
+
+    def as_dicts(self, leave_out: int | None = None) -> list[dict[str, Any]]:
+        return [hint.as_dict() for i, hint in enumerate(self.hints) if i != leave_out]
+
+    def chips(self) -> list[dict[str, Any]]:
+        """The hint list as the page shows it: one chip per hint in its colour, the selected one marked."""
+        return [{"index": i, "hex": hint.hex, "label": f"{i + 1}: {hint.x}, {hint.y}",
+                 "ink": "#000" if luma(hint.rgb) > 140 else "#fff",
+                 "state": "chip selected" if i == self.selected else "chip"}
+                for i, hint in enumerate(self.hints)]
+
+
+def luma(rgb: Sequence[int]) -> float:
+    """Perceived brightness 0-255 (Rec. 601), to pick black or white text and rings over a colour."""
+    return 0.299 * rgb[0] + 0.587 * rgb[1] + 0.114 * rgb[2]
+
+
+def swatches(suggestions: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Colorizer.suggest's colours as the page's swatch buttons."""
+    return [{"hex": Hint(0, 0, tuple(s["rgb"])).hex, "ink": "#000" if luma(s["rgb"]) > 140 else "#fff",
+             "label": f"{100 * s['probability']:.0f} %"} for s in suggestions]
+
+
+def marker_radius(photo_size: tuple[int, int]) -> float:
+    """A hint marker's radius in photo pixels: about 1 % of the photo's longer side."""
+    return max(4.0, max(photo_size) / 90)
+
+
+def point_on_photo(index: Sequence[float], shown_size: tuple[int, int], photo_size: tuple[int, int]) -> tuple[int, int]:
+    """A click at `index` (x, y) on an image shown at `shown_size` -> the photo's pixel, inside the photo."""
+    return tuple(min(size - 1, max(0, int(value * size / shown))) for value, shown, size  # type: ignore[return-value]
+                 in zip(index, shown_size, photo_size, strict=True))
+
+
+def view_size(photo_size: tuple[int, int], max_side: int = HINT_VIEW_MAX_SIDE) -> tuple[int, int]:
+    """The size of the hint view of a photo: the photo's, shrunk to at most `max_side` pixels wide or high."""
+    scale = min(1.0, max_side / max(photo_size))
+    return max(1, round(photo_size[0] * scale)), max(1, round(photo_size[1] * scale))
+
+
+def hint_view(result: Image.Image, board: HintBoard, max_side: int = HINT_VIEW_MAX_SIDE) -> Image.Image:
+    """The colorization at `view_size` with a marker on each hint: a disc in the hint's colour with a
+    contrasting ring, thicker and wider for the selected hint."""
+    size = view_size(result.size, max_side)
+    view = result.resize(size, Image.BILINEAR) if size != result.size else result.copy()
+    scale = size[0] / result.width
+    draw = ImageDraw.Draw(view)
+    radius = marker_radius(result.size) * scale
+    for i, hint in enumerate(board.hints):
+        x, y = (hint.x + 0.5) * scale, (hint.y + 0.5) * scale
+        ring = "black" if luma(hint.rgb) > 140 else "white"
+        r, width = (radius * 1.5, max(3, round(radius / 2))) if i == board.selected else (radius, max(2, round(radius / 4)))
+        draw.ellipse((x - r, y - r, x + r, y + r), fill=hint.rgb, outline=ring, width=width)
+    return view
+
+
+@dataclass
+class Photo:
+    """An upload as the hint editor keeps it: decoded once, with its full-resolution CIELAB lightness."""
+
+    image: Image.Image
+    lightness: torch.Tensor  # (1, 1, H, W)
+
+
+class HintEditor:
+    """Colorizes a photo again after each hint edit without redoing what the edit does not change.
+
+    The upload's decoding and its full-resolution lightness (a third of a colorization's time at
+    1024x768) are kept for the last few photos, so an edit runs only the network and the decoding.
+    """
+
+    def __init__(self, models: Models, keep: int = 4):
+        self.models, self.keep = models, keep
+        self.photos: OrderedDict[str, Photo] = OrderedDict()
+        self.lock = threading.Lock()
+
+    def photo(self, path: str | os.PathLike) -> Photo:
+        key = str(path)  # Gradio stores each upload under a folder named by its content's hash
+        with self.lock:
+            if key in self.photos:
+                self.photos.move_to_end(key)
+                return self.photos[key]
+        image = read_upload(path).image
+        photo = Photo(image, Colorizer.lightness(image))
+        with self.lock:
+            self.photos[key] = photo
+            while len(self.photos) > self.keep:
+                self.photos.popitem(last=False)
+        return photo
+
+    def hint_capable(self, name: str) -> Colorizer:
+        colorizer = self.models[name]
+        if not colorizer.takes_hints:
+            raise UserError(no_hints_message(name))
+        return colorizer
+
+    def colorize(self, path: str | os.PathLike, name: str, temperature: float, board: HintBoard) -> Image.Image:
+        """What Colorizer.colorize(photo, temperature, hints) gives, from the kept lightness."""
+        photo, colorizer = self.photo(path), self.models[name]
+        hints = board.as_dicts()
+        logits = colorizer.logits(photo.lightness, colorizer.hint_map(photo.image, hints))
+        return to_pil(colorize_logits(photo.lightness, logits, temperature))
+
+    def suggestions(self, path: str | os.PathLike, name: str, board: HintBoard) -> list[dict[str, Any]]:
+        """The likeliest colours at the selected hint's spot given the other hints; none without a selection."""
+        if board.selected is None:
+            return []
+        hint = board.hints[board.selected]
+        return self.hint_capable(name).suggest(self.photo(path).image, hint.x, hint.y, k=SUGGESTIONS,
+                                               hints=board.as_dicts(leave_out=board.selected))
+
+    def click(self, path: str | os.PathLike, name: str, board: HintBoard, x: int, y: int, move: bool
+              ) -> tuple[HintBoard, list[dict[str, Any]]]:
+        """A click on the photo at (x, y): moves the selected hint (when `move`), selects the hint whose marker
+        was clicked, or places a new hint in the likeliest colour there. Returns the board and the colours
+        suggested for the selected hint's spot."""
+        colorizer, photo = self.hint_capable(name), self.photo(path)
+        if move and board.selected is not None:
+            board = board.move(x, y)
+        elif (near := board.nearest(x, y, within=1.5 * marker_radius(photo.image.size))) is not None:
+            board = board.select(near)
+        else:
+            suggested = colorizer.suggest(photo.image, x, y, k=SUGGESTIONS, hints=board.as_dicts())
+            return board.place(x, y, suggested[0]["rgb"]), suggested
+        return board, self.suggestions(path, name, board)
+
+
+def no_hints_message(name: str) -> str:
+    return f"the model {name!r} takes no colour hints: choose a hint-capable model to place them"

@@ -234,3 +234,147 @@ def test_save_png_is_lossless_and_clears_old_files(tmp_path):
     with Image.open(path) as saved_image:
         assert saved_image.format == "PNG" and np.array_equal(np.asarray(saved_image), np.asarray(image))
     assert not stale.exists()
+
+
+# colour hints
+
+@pytest.fixture(scope="module")
+def hint_colorizer(tiny_hint_checkpoint) -> Colorizer:
+    return Colorizer.load(tiny_hint_checkpoint)
+
+
+@pytest.fixture
+def editor(hint_colorizer, colorizer) -> logic.HintEditor:
+    return logic.HintEditor(logic.Models({"generic": hint_colorizer, "dogs": colorizer}))
+
+
+def test_parse_hints_takes_a_json_list_or_nothing():
+    assert logic.parse_hints("") is None and logic.parse_hints(None) is None and logic.parse_hints("[]") is None
+    assert logic.parse_hints('[{"x": 1, "y": 2, "rgb": [3, 4, 5]}]') == [{"x": 1, "y": 2, "rgb": [3, 4, 5]}]
+    with pytest.raises(UserError, match=r"^hints: not valid JSON \(Expecting value at line 1 column 8\)$"):
+        logic.parse_hints('[{"x": }]')
+    with pytest.raises(UserError, match="expected a JSON list .* got an object"):
+        logic.parse_hints('{"x": 1, "y": 2, "rgb": [3, 4, 5]}')
+
+
+def test_rgb_of_hex_reads_a_colour_pickers_value():
+    assert logic.rgb_of_hex("#c81e1e") == (200, 30, 30) and logic.rgb_of_hex("#fff") == (255, 255, 255)
+    for bad in ("", "red", "#12345", "#gggggg"):
+        with pytest.raises(UserError, match="not a colour"):
+            logic.rgb_of_hex(bad)
+
+
+def test_hint_board_edits_and_undoes():
+    board = logic.HintBoard().place(10, 20, (200, 30, 30)).place(30, 40, (0, 0, 255))
+    assert [(h.x, h.y) for h in board.hints] == [(10, 20), (30, 40)] and board.selected == 1
+    board = board.select(0).move(12, 22).recolour((0, 255, 0))
+    assert board.hints[0] == logic.Hint(12, 22, (0, 255, 0)) and board.hints[1].rgb == (0, 0, 255)
+    assert board.recolour((0, 255, 0)) is board  # the same colour again is no edit to undo
+    board = board.remove()
+    assert board.hints == (logic.Hint(30, 40, (0, 0, 255)),) and board.selected == 0
+    assert board.undo().hints[0] == logic.Hint(12, 22, (0, 255, 0))
+    cleared = board.clear()
+    assert cleared.hints == () and cleared.selected is None and cleared.undo() == board
+    steps = [board := board.undo() for _ in range(4)]  # remove, recolour, move, the second placement
+    assert [(h.x, h.y) for h in steps[-1].hints] == [(10, 20)]
+    assert board.undo().hints == ()
+    with pytest.raises(UserError, match="nothing to undo"):
+        board.undo().undo()
+
+
+def test_hint_board_needs_a_selection_to_edit_one():
+    board = logic.HintBoard().place(1, 1, (0, 0, 0)).select(None)
+    for edit in (lambda b: b.move(2, 2), lambda b: b.recolour((1, 2, 3)), logic.HintBoard.remove):
+        with pytest.raises(UserError, match="no hint selected"):
+            edit(board)
+    with pytest.raises(UserError, match="there is no hint 2"):
+        board.select(1)
+
+
+def test_hint_board_keeps_a_bounded_history():
+    board = logic.HintBoard()
+    for i in range(logic.MAX_UNDO + 10):
+        board = board.place(i, i, (0, 0, 0))
+    assert len(board.history) == logic.MAX_UNDO
+
+
+def test_nearest_hint_is_the_one_whose_marker_was_clicked():
+    board = logic.HintBoard().place(10, 10, (0, 0, 0)).place(50, 10, (0, 0, 0))
+    assert board.nearest(48, 12, within=5) == 1 and board.nearest(30, 10, within=5) is None
+
+
+def test_chips_and_swatches_carry_colours_readably():
+    chips = logic.HintBoard().place(3, 4, (250, 250, 250)).place(5, 6, (10, 10, 10)).chips()
+    assert [(c["label"], c["hex"], c["ink"], c["state"]) for c in chips] == [
+        ("1: 3, 4", "#fafafa", "#000", "chip"), ("2: 5, 6", "#0a0a0a", "#fff", "chip selected")]
+    assert logic.swatches([{"rgb": [200, 30, 30], "probability": 0.256}]) == [
+        {"hex": "#c81e1e", "ink": "#fff", "label": "26 %"}]
+
+
+def test_clicks_on_a_shrunk_view_land_on_the_photos_pixel():
+    assert logic.view_size((2560, 1000)) == (1280, 500) and logic.view_size((640, 480)) == (640, 480)
+    assert logic.point_on_photo((640, 250), (1280, 500), (2560, 1000)) == (1280, 500)
+    assert logic.point_on_photo((1280, -3), (1280, 500), (2560, 1000)) == (2559, 0)
+
+
+def test_hint_view_marks_each_hint_in_its_colour():
+    result = Image.new("RGB", (2560, 1280), "gray")
+    board = logic.HintBoard().place(400, 400, (200, 30, 30)).place(2000, 1000, (30, 30, 200)).select(0)
+    view = logic.hint_view(result, board)
+    assert view.size == (1280, 640)
+    assert view.getpixel((200, 200)) == (200, 30, 30) and view.getpixel((1000, 500)) == (30, 30, 200)
+    assert view.getpixel((600, 300)) == (128, 128, 128) and result.getpixel((400, 400)) == (128, 128, 128)
+
+
+def test_hint_editor_matches_colorize_with_hints(editor, hint_colorizer, tmp_path):
+    path = saved(photo(96, 72).convert("L"), tmp_path / "g.png")
+    board = logic.HintBoard().place(20, 30, (220, 20, 20)).place(70, 50, (20, 20, 220))
+    result = editor.colorize(path, "generic", 0.38, board)
+    expected = hint_colorizer.colorize(Image.open(path), 0.38, hints=board.as_dicts())
+    assert np.array_equal(np.asarray(result), np.asarray(expected))
+    without = editor.colorize(path, "generic", 0.38, logic.HintBoard())
+    assert not np.array_equal(np.asarray(result), np.asarray(without))
+    assert list(editor.photos) == [path]  # read once, kept for the next edit
+
+
+def test_hint_editor_keeps_only_the_last_photos(editor, tmp_path):
+    paths = [saved(photo(32, 32, seed=i), tmp_path / f"p{i}.png") for i in range(6)]
+    for path in paths:
+        editor.photo(path)
+    assert list(editor.photos) == paths[-editor.keep :]
+
+
+def test_a_click_places_selects_or_moves_a_hint(editor, hint_colorizer, tmp_path):
+    path = saved(photo(96, 72).convert("L"), tmp_path / "g.png")
+    board, suggested = editor.click(path, "generic", logic.HintBoard(), 20, 30, move=False)
+    assert len(suggested) == logic.SUGGESTIONS
+    assert board.hints == (logic.Hint(20, 30, tuple(suggested[0]["rgb"])),) and board.selected == 0
+    assert suggested == hint_colorizer.suggest(Image.open(path), 20, 30, k=logic.SUGGESTIONS)
+    board, _ = editor.click(path, "generic", board, 70, 50, move=False)
+    board, suggested = editor.click(path, "generic", board, 21, 29, move=False)  # on the first marker
+    assert len(board.hints) == 2 and board.selected == 0
+    assert suggested == hint_colorizer.suggest(Image.open(path), 20, 30, k=logic.SUGGESTIONS,
+                                               hints=[board.hints[1].as_dict()])
+    board, _ = editor.click(path, "generic", board, 5, 60, move=True)
+    assert (board.hints[0].x, board.hints[0].y) == (5, 60) and len(board.hints) == 2
+
+
+def test_a_model_without_hint_inputs_says_so(editor, tmp_path):
+    path = saved(photo(64, 48), tmp_path / "c.png")
+    with pytest.raises(UserError, match="'dogs' takes no colour hints"):
+        editor.click(path, "dogs", logic.HintBoard(), 5, 5, move=False)
+    board = logic.HintBoard().place(5, 5, (200, 30, 30))
+    views = logic.colorize_views(editor.models, path, "dogs", 0.38, board)
+    assert any("takes no colour hints" in note and "1 hints are kept" in note for note in views.notes)
+    assert views.result.size == (64, 48)
+
+
+def test_colorize_batched_checks_each_requests_hints(editor, hint_colorizer):
+    image = photo(64, 48)
+    hints = [{"x": 10, "y": 10, "rgb": [200, 30, 30]}]
+    result = editor.models.colorize_batched("generic", image, 0.38, hints)
+    assert np.array_equal(np.asarray(result), np.asarray(hint_colorizer.colorize(image, 0.38, hints=hints)))
+    with pytest.raises(UserError, match="hint 1: x = 64 lies outside the photo"):
+        editor.models.colorize_batched("generic", image, 0.38, [{"x": 64, "y": 0, "rgb": [0, 0, 0]}])
+    with pytest.raises(UserError, match="takes no colour hints"):
+        editor.models.colorize_batched("dogs", image, 0.38, hints)
