@@ -23,9 +23,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def _register_votes(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser(
         "votes",
-        help="statistics and figures 2 to 5 of the preference study",
-        description="Analyse the votes of a preference study: writes summary.json, report.md and "
-        "figures 2 to 5 (PNG and PDF) into --out.",
+        help="statistics and figures of the preference study (Bradley-Terry scores for any number of conditions)",
+        description="Analyse the votes of a preference study: writes summary.json, report.md, figures 2 to 5, "
+        "the win matrix and the Bradley-Terry scores (PNG and PDF) into --out.",
     )
     source = parser.add_mutually_exclusive_group()
     add_db_argument(source)
@@ -69,10 +69,17 @@ def run_votes(args: argparse.Namespace) -> int:
     summary = write_vote_analysis(
         votes, args.out, stimuli=stimuli, exclude_failed_catch=args.exclude_failed_catch, seed=args.seed
     )
-    first = next(iter(summary["models"]))
-    share = summary["models"][first]
-    print(f"{summary['n_participants']} participants, {summary['n_votes']} votes: {first} "
-          f"{100 * share['share']:.1f}% of the votes, {share['images_won']} of {summary['n_images']} images won")
+    counts = f"{summary['n_participants']} participants, {summary['n_votes']} votes"
+    if "models" in summary:
+        first = next(iter(summary["models"]))
+        share = summary["models"][first]
+        print(f"{counts}: {first} {100 * share['share']:.1f}% of the votes, "
+              f"{share['images_won']} of {summary['n_images']} images won")
+    else:
+        scores = summary["bradley_terry"]["scores"]
+        print(f"{counts}: Bradley-Terry " + " > ".join(f"{c} ({scores[c]:+.2f})" for c in summary["conditions"]))
+    for condition, rate in summary.get("fooling_rate", {}).get("rates", {}).items():
+        print(f"fooling rate of {condition}: {100 * rate:.1f}%")
     print(f"wrote {args.out / 'report.md'}")
     return 0
 

@@ -1,5 +1,6 @@
-"""The paper's vote figures, each written as PNG and PDF: figure 2 (vote shares per image) and the
-montages of figures 3 to 5 (the grayscale input beside both models' colorizations)."""
+"""The vote figures, each written as PNG and PDF: figure 2 (vote shares per image; with more than two
+conditions, each condition's win rate per image), the montages of figures 3 to 5 (the grayscale
+input beside both models' colorizations), the win matrix and the Bradley-Terry scores."""
 
 from __future__ import annotations
 
@@ -69,6 +70,77 @@ def plot_votes_per_image(images: pd.DataFrame, models: tuple[str, str], stem: Pa
     axes.set_ylabel(f"share of votes ({first} below, {second} above)")
     axes.set_title(title, fontsize=10, pad=14)
     axes.legend(loc="upper center", bbox_to_anchor=(0.5, -0.22), ncol=4, fontsize=7, frameon=False)
+    return _save(figure, stem)
+
+
+def plot_condition_wins_per_image(table: pd.DataFrame, conditions: tuple[str, ...], stem: Path, title: str) -> list[Path]:
+    """Figure 2 for several conditions: per image, one bar per condition with its win rate (the share
+    of its trials on that image that it won) and the Wilson 95% interval; 50% dashed."""
+    import numpy as np
+
+    plt = _pyplot()
+    images = list(dict.fromkeys(table["image_id"]))
+    width = 0.8 / len(conditions)
+    figure, axes = plt.subplots(figsize=(max(6.0, 0.22 * len(images) * len(conditions) + 2), 4.2))
+    x = np.arange(len(images))
+    for number, condition in enumerate(conditions):
+        rows = table[table["condition"] == condition].set_index("image_id").reindex(images)
+        rate = rows["win_rate"].to_numpy(float)
+        below = np.clip(rate - rows["ci_low"].to_numpy(float), 0, None)
+        above = np.clip(rows["ci_high"].to_numpy(float) - rate, 0, None)
+        offset = (number - (len(conditions) - 1) / 2) * width
+        axes.bar(x + offset, np.nan_to_num(rate), width=width, label=condition)
+        axes.errorbar(x + offset, rate, yerr=[below, above], fmt="none", ecolor="black", elinewidth=0.6, capsize=1)
+    axes.axhline(0.5, color="black", linestyle="--", linewidth=0.8)
+    axes.set_xticks(x, labels=images, rotation=90, fontsize=6)
+    axes.set_ylim(0, 1)
+    axes.set_xlabel(f"image, sorted by {conditions[0]}'s win rate")
+    axes.set_ylabel("win rate (share of its trials on the image)")
+    axes.set_title(title, fontsize=10)
+    axes.legend(loc="upper center", bbox_to_anchor=(0.5, -0.22), ncol=min(len(conditions), 5), fontsize=7,
+                frameon=False)
+    return _save(figure, stem)
+
+
+def plot_win_matrix(wins: pd.DataFrame, stem: Path, title: str) -> list[Path]:
+    """Each cell: how often the row's condition was chosen over the column's, as a share of their
+    trials together (colour) and as counts."""
+    import numpy as np
+
+    plt = _pyplot()
+    counts = wins.to_numpy(float)
+    total = counts + counts.T
+    share = np.divide(counts, total, out=np.full_like(counts, np.nan), where=total > 0)
+    size = 1.2 * len(wins) + 2
+    figure, axes = plt.subplots(figsize=(size, size * 0.85))
+    image = axes.imshow(share, vmin=0, vmax=1, cmap="RdBu")
+    for i in range(len(wins)):
+        for j in range(len(wins)):
+            if i != j and total[i, j] > 0:
+                axes.text(j, i, f"{share[i, j]:.0%}\n{counts[i, j]:.0f}/{total[i, j]:.0f}", ha="center",
+                          va="center", fontsize=7)
+    axes.set_xticks(range(len(wins)), labels=wins.columns, rotation=30, ha="right", fontsize=8)
+    axes.set_yticks(range(len(wins)), labels=wins.index, fontsize=8)
+    axes.set_xlabel("against")
+    axes.set_ylabel("chosen")
+    axes.set_title(title, fontsize=10)
+    figure.colorbar(image, ax=axes, label="share of the pair's trials won by the row")
+    return _save(figure, stem)
+
+
+def plot_bradley_terry(scores: dict[str, float], intervals: dict[str, list[float]], stem: Path, title: str) -> list[Path]:
+    """The conditions' Bradley-Terry scores (log-strengths, mean 0), best on top, with their 95% intervals."""
+    plt = _pyplot()
+    ranked = sorted(scores, key=lambda condition: scores[condition])
+    figure, axes = plt.subplots(figsize=(6.0, 0.45 * len(ranked) + 1.5))
+    for y, condition in enumerate(ranked):
+        low, high = intervals[condition]
+        axes.plot([low, high], [y, y], color="black", linewidth=1.2)
+        axes.plot(scores[condition], y, "o", color="tab:blue")
+    axes.axvline(0, color="black", linestyle="--", linewidth=0.8)
+    axes.set_yticks(range(len(ranked)), labels=ranked, fontsize=8)
+    axes.set_xlabel("Bradley-Terry score (log-strength, mean 0) with 95% interval")
+    axes.set_title(title, fontsize=10)
     return _save(figure, stem)
 
 

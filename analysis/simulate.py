@@ -183,3 +183,84 @@ def _bare_study(session: Session, name: str) -> Study:
     session.add(study)
     session.flush()  # assigns the ids that the votes refer to
     return study
+
+
+class BradleyTerryChooser:
+    """Simulated choices between conditions with known Bradley-Terry log-strengths: `a` is chosen
+    over `b` with probability 1 / (1 + exp(s_b - s_a)), shifted per participant by a normal offset
+    per condition (SD `participant_spread`), so that votes cluster by participant.
+
+    The draws are low-discrepancy: for each pair of conditions the wins track their expected number
+    to within one vote (a running balance decides), so a test of recovery checks the analysis, not
+    the luck of one sample; who wins each trial still depends on the participant and the pair."""
+
+    def __init__(self, strengths: dict[str, float], participant_spread: float = 0.0, seed: int = 0):
+        import numpy as np
+
+        self.strengths = dict(strengths)
+        self.participant_spread = participant_spread
+        self.rng = np.random.default_rng(seed)
+        self.offsets: dict[tuple[str, str], float] = {}
+        self.balance: dict[tuple[str, str], float] = {}
+        self.expected: dict[tuple[str, str], float] = {}
+        self.shown: dict[tuple[str, str], int] = {}
+
+    def strength(self, condition: str, participant: str) -> float:
+        if (participant, condition) not in self.offsets:
+            self.offsets[participant, condition] = self.participant_spread * self.rng.standard_normal()
+        return self.strengths[condition] + self.offsets[participant, condition]
+
+    def choose(self, a: str, b: str, participant: str) -> str:
+        import math
+
+        first, second = sorted((a, b))
+        p_first = 1 / (1 + math.exp(self.strength(second, participant) - self.strength(first, participant)))
+        key = (first, second)
+        self.expected[key] = self.expected.get(key, 0.0) + p_first
+        self.shown[key] = self.shown.get(key, 0) + 1
+        balance = self.balance.get(key, 0.0) + p_first
+        chosen = first if balance >= 0.5 else second
+        self.balance[key] = balance - (chosen == first)
+        return chosen
+
+    def expected_share(self, a: str, b: str) -> float:
+        """The expected share of a's wins over b in the trials simulated so far."""
+        first, second = sorted((a, b))
+        share = self.expected[first, second] / self.shown[first, second]
+        return share if a == first else 1 - share
+
+
+def simulate_condition_votes(
+    strengths: dict[str, float],
+    n_participants: int,
+    image_ids: Sequence[str],
+    participant_spread: float = 0.3,
+    seed: int = 0,
+    study: str = f"{SIMULATED_PREFIX}-conditions",
+) -> pd.DataFrame:
+    """Votes on several conditions in the study's design: each participant sees each image once, the
+    pair of conditions rotating over participants and images, sides at random; choices from a
+    BradleyTerryChooser with `strengths`."""
+    import itertools
+
+    import numpy as np
+    import pandas as pd
+
+    rng = np.random.default_rng(seed)
+    chooser = BradleyTerryChooser(strengths, participant_spread, seed)
+    pairs = list(itertools.combinations(strengths, 2))
+    rows = []
+    for participant in range(n_participants):
+        participant_id = f"sim-p{participant + 1:03d}"
+        for image, image_id in enumerate(image_ids):
+            pair = pairs[(participant + image) % len(pairs)]
+            left, right = pair if rng.random() < 0.5 else pair[::-1]
+            chosen = chooser.choose(left, right, participant_id)
+            rows.append({
+                "participant_id": participant_id, "external_id": None, "trial_id": f"{participant_id}-{image_id}",
+                "image_id": image_id, "left_model": left, "right_model": right, "chosen_model": chosen,
+                "choice": "left" if chosen == left else "right", "rt_ms": int(rng.lognormal(np.log(1800), 0.4)),
+                "is_catch": False, "catch_passed": None, "study": study,
+                "created_at": _START + timedelta(minutes=10 * participant, seconds=4 * image),
+            })
+    return pd.DataFrame(rows)

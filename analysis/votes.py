@@ -1,4 +1,6 @@
-"""Statistics of a two-model forced-choice preference study (the paper's section 5.1).
+"""Statistics of a forced-choice preference study: the paper's two-model analysis (section 5.1), and
+for any number of conditions Bradley-Terry scores, the win matrix and, against the ground truth,
+fooling rates.
 
 Everything works on a pandas DataFrame with one row per vote, in the shape `study.export.vote_rows`
 returns, so the statistics are testable without a database; `load_votes` and `load_votes_csv` are
@@ -12,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from colorizer.errors import UserError
-from study.models import CATCH_MODEL
+from study.models import CATCH_MODEL, TRUTH
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -26,6 +28,13 @@ BOOTSTRAP_METHOD = (
     "two-way (pigeonhole) cluster bootstrap: participants and images resampled independently, "
     f"{BOOTSTRAP_REPLICATES} replicates, percentile interval"
 )
+# choix's regularisation (a small virtual comparison between every pair): keeps the estimate finite
+# when, in a bootstrap replicate, a condition never wins; negligible against real vote counts.
+BRADLEY_TERRY_ALPHA = 0.01
+BRADLEY_TERRY_METHOD = (
+    "Bradley-Terry maximum likelihood (choix.ilsr_pairwise_dense, alpha 0.01), log-strengths centred to "
+    "mean 0; intervals from the same two-way cluster bootstrap, refitted on each replicate"
+)
 
 _TRUE_TEXT = {"true", "t", "1", "yes"}
 _FALSE_TEXT = {"false", "f", "0", "no"}
@@ -33,8 +42,9 @@ _FALSE_TEXT = {"false", "f", "0", "no"}
 
 @dataclass(frozen=True)
 class VoteAnalysis:
-    models: tuple[str, str]  # the overall winner first
-    images: pd.DataFrame  # one row per image, sorted by the first model's share, descending
+    models: tuple[str, ...]  # the conditions: the overall winner first (two), by Bradley-Terry score (more)
+    images: pd.DataFrame  # two conditions: per_image_table; more: per_image_condition_table
+    win_matrix: pd.DataFrame  # wins of the row's condition over the column's
     summary: dict[str, Any]  # JSON-ready, written as summary.json
 
 
@@ -81,6 +91,11 @@ def prepare_votes(votes: pd.DataFrame) -> pd.DataFrame:
     bad_choices = ~votes["choice"].isin(["left", "right"])
     if bad_choices.any():
         raise UserError(f"choice must be left or right, got {votes.loc[bad_choices, 'choice'].iloc[0]!r}")
+    if "is_practice" in votes:
+        # Practice trials only teach the task: they are never analysed.
+        votes = votes[~_as_bool(votes["is_practice"].fillna(False))]
+        if votes.empty:
+            raise UserError("only practice votes: nothing to analyse")
     # Derived rather than read, so database rows and CSV exports agree on what passing means.
     return votes.assign(catch_passed=votes["is_catch"] & votes["chosen_model"].ne(CATCH_MODEL))
 
@@ -169,16 +184,120 @@ def clustered_share_interval(
     )
     chosen = cells["sum"].unstack(fill_value=0).to_numpy(float)
     shown = cells["size"].unstack(fill_value=0).to_numpy(float)
-    n_participants, n_images = shown.shape
-    rng = np.random.default_rng(seed)
-    # How often each participant / image is drawn in each replicate.
-    participant_draws = rng.multinomial(n_participants, np.full(n_participants, 1 / n_participants), replicates)
-    image_draws = rng.multinomial(n_images, np.full(n_images, 1 / n_images), replicates)
+    participant_draws, image_draws = pigeonhole_draws(*shown.shape, seed, replicates)
     chosen_total = np.einsum("rp,pi,ri->r", participant_draws, chosen, image_draws, optimize=True)
     shown_total = np.einsum("rp,pi,ri->r", participant_draws, shown, image_draws, optimize=True)
     shares = chosen_total[shown_total > 0] / shown_total[shown_total > 0]
     low, high = np.percentile(shares, [100 * ALPHA / 2, 100 * (1 - ALPHA / 2)])
     return float(low), float(high)
+
+
+def pigeonhole_draws(n_participants: int, n_images: int, seed: int, replicates: int) -> tuple[Any, Any]:
+    """How often each participant and each image is drawn in each bootstrap replicate (Owen 2007)."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    participant_draws = rng.multinomial(n_participants, np.full(n_participants, 1 / n_participants), replicates)
+    image_draws = rng.multinomial(n_images, np.full(n_images, 1 / n_images), replicates)
+    return participant_draws, image_draws
+
+
+def condition_names(votes: pd.DataFrame) -> list[str]:
+    """The compared conditions (models, truth, imports), catch stimuli aside, sorted by name."""
+    conditions = sorted((set(votes["left_model"]) | set(votes["right_model"])) - {CATCH_MODEL})
+    if len(conditions) < 2:
+        raise UserError(f"expected votes between at least two conditions, found {len(conditions)}")
+    return conditions
+
+
+def win_counts(votes: pd.DataFrame, conditions: list[str]) -> Any:
+    """wins[participant, image, i, j]: how often conditions[i] was chosen over conditions[j], per
+    participant and image (in the order of their sorted ids), for the bootstrap."""
+    import numpy as np
+
+    index = {condition: number for number, condition in enumerate(conditions)}
+    participants, participant_number = np.unique(votes["participant_id"], return_inverse=True)
+    images, image_number = np.unique(votes["image_id"], return_inverse=True)
+    loser = np.where(votes["chosen_model"].eq(votes["left_model"]), votes["right_model"], votes["left_model"])
+    wins = np.zeros((len(participants), len(images), len(conditions), len(conditions)))
+    np.add.at(wins, (participant_number, image_number, votes["chosen_model"].map(index).to_numpy(),
+                     np.vectorize(index.get)(loser)), 1)
+    return wins
+
+
+def bradley_terry_scores(wins: Any) -> Any:
+    """Log-strengths, centred to mean 0, from a matrix of wins (row over column)."""
+    import choix
+
+    scores = choix.ilsr_pairwise_dense(wins.astype(float), alpha=BRADLEY_TERRY_ALPHA)
+    return scores - scores.mean()
+
+
+def bradley_terry(
+    votes: pd.DataFrame, conditions: list[str], seed: int = 0, replicates: int = BOOTSTRAP_REPLICATES
+) -> dict[str, Any]:
+    """Bradley-Terry scores with 95% intervals, the win matrix and, when `truth` is a condition, the
+    fooling rate of every other condition (share of its trials against the truth where it was chosen),
+    all with intervals from the two-way cluster bootstrap: participants' votes (and images' votes)
+    are correlated, so each replicate resamples whole participants and whole images and refits."""
+    import numpy as np
+
+    wins = win_counts(votes, conditions)
+    participant_draws, image_draws = pigeonhole_draws(wins.shape[0], wins.shape[1], seed, replicates)
+    replicate_wins = np.einsum("rp,pmij,rm->rij", participant_draws, wins, image_draws, optimize=True)
+    total = wins.sum(axis=(0, 1))
+    scores = bradley_terry_scores(total)
+    replicate_scores = np.array([bradley_terry_scores(matrix) for matrix in replicate_wins])
+    bounds = np.percentile(replicate_scores, [100 * ALPHA / 2, 100 * (1 - ALPHA / 2)], axis=0)
+    result: dict[str, Any] = {
+        "bradley_terry": {
+            "scores": {condition: float(scores[i]) for i, condition in enumerate(conditions)},
+            "ci95": {condition: [float(bounds[0, i]), float(bounds[1, i])] for i, condition in enumerate(conditions)},
+            "method": BRADLEY_TERRY_METHOD,
+        },
+        "win_matrix": {a: {b: int(total[i, j]) for j, b in enumerate(conditions) if i != j}
+                       for i, a in enumerate(conditions)},
+    }
+    if TRUTH in conditions:
+        t = conditions.index(TRUTH)
+        rates, intervals = {}, {}
+        for i, condition in enumerate(conditions):
+            if i == t or total[i, t] + total[t, i] == 0:
+                continue
+            rates[condition] = float(total[i, t] / (total[i, t] + total[t, i]))
+            shown = replicate_wins[:, i, t] + replicate_wins[:, t, i]
+            shares = replicate_wins[shown > 0, i, t] / shown[shown > 0]
+            low, high = np.percentile(shares, [100 * ALPHA / 2, 100 * (1 - ALPHA / 2)])
+            intervals[condition] = [float(low), float(high)]
+        result["fooling_rate"] = {"rates": rates, "ci95": intervals,
+                                  "n": {c: int(total[conditions.index(c), t] + total[t, conditions.index(c)])
+                                        for c in rates}}
+    return result
+
+
+def per_image_condition_table(votes: pd.DataFrame, conditions: list[str]) -> pd.DataFrame:
+    """Per image and condition: trials (the condition was one of the pair), wins, win rate and its
+    Wilson 95% interval. Images are sorted by the first condition's win rate, descending."""
+    import pandas as pd
+    from statsmodels.stats.proportion import proportion_confint
+
+    rows = []
+    for side in ("left_model", "right_model"):
+        rows.append(votes[["image_id", side, "chosen_model"]].rename(columns={side: "condition"}))
+    shown = pd.concat(rows, ignore_index=True)
+    shown = shown[shown["condition"].isin(conditions)]
+    table = (
+        shown.assign(won=shown["condition"].eq(shown["chosen_model"]))
+        .groupby(["image_id", "condition"])["won"]
+        .agg(trials="size", wins="sum")
+        .reset_index()
+    )
+    low, high = proportion_confint(table["wins"], table["trials"], alpha=ALPHA, method="wilson")
+    table = table.assign(win_rate=table["wins"] / table["trials"], ci_low=low, ci_high=high)
+    first_rate = table[table["condition"] == conditions[0]].set_index("image_id")["win_rate"]
+    order = {image: rank for rank, image in enumerate(first_rate.sort_values(ascending=False, kind="stable").index)}
+    table = table.assign(order=table["image_id"].map(order).fillna(len(order)))
+    return table.sort_values(["order", "image_id", "condition"], ignore_index=True).drop(columns="order")
 
 
 def proportion_test(successes: int, trials: int) -> dict[str, Any]:
@@ -225,38 +344,23 @@ def _image_with_least(images: pd.DataFrame, score: pd.Series) -> str:
 
 
 def analyze(votes: pd.DataFrame, exclude_failed_catch: bool = False, seed: int = 0) -> VoteAnalysis:
-    """All the vote statistics of the report; `votes` as from `prepare_votes`, catch trials included."""
+    """All the vote statistics of the report; `votes` as from `prepare_votes`, catch trials included.
+    Two conditions give the paper's analysis; every number of conditions gets Bradley-Terry scores,
+    the win matrix and, with `truth` among them, fooling rates."""
+    import pandas as pd
+
     failing = participants_failing_catch(votes)
     analysed = analysed_votes(votes, exclude_failed_catch)
-    models = model_order(analysed)
-    images = per_image_table(analysed, models)
-    first, second = models
-    n_votes = len(analysed)
-    first_votes = int(analysed["chosen_model"].eq(first).sum())
-    low, high = clustered_share_interval(analysed, first, seed=seed)
-    shares = {first: first_votes / n_votes, second: 1 - first_votes / n_votes}
-    intervals = {first: [low, high], second: [1 - high, 1 - low]}
-    signs = sign_test(images, models)
+    conditions = condition_names(analysed)
+    paired = bradley_terry(analysed, conditions, seed=seed)
     catch = votes[votes["is_catch"]]
     rt = analysed["rt_ms"].dropna()
     summary = {
         "n_participants": int(analysed["participant_id"].nunique()),
-        "n_votes": n_votes,
-        "n_images": len(images),
-        "models": {
-            model: {
-                "votes": first_votes if model == first else n_votes - first_votes,
-                "share": shares[model],
-                "share_ci95": intervals[model],
-                "images_won": int((images["winner"] == model).sum()),
-            }
-            for model in models
-        },
-        "share_interval_method": BOOTSTRAP_METHOD,
-        "bootstrap_seed": seed,
-        "share_unclustered": proportion_test(first_votes, n_votes) | {"model": first},
-        "sign_test": signs,
-        "left_choices": proportion_test(int(analysed["choice"].eq("left").sum()), n_votes),  # position bias
+        "n_votes": len(analysed),
+        "n_images": int(analysed["image_id"].nunique()),
+        "conditions": conditions,
+        "left_choices": proportion_test(int(analysed["choice"].eq("left").sum()), len(analysed)),  # position bias
         "catch": {
             "n_votes": len(catch),
             "pass_rate": float(catch["catch_passed"].mean()) if len(catch) else None,
@@ -267,10 +371,56 @@ def analyze(votes: pd.DataFrame, exclude_failed_catch: bool = False, seed: int =
             "median": float(rt.median()) if len(rt) else None,
             "quartiles": [float(rt.quantile(0.25)), float(rt.quantile(0.75))] if len(rt) else None,
         },
+        "bootstrap_seed": seed,
+    } | paired
+    win_matrix = pd.DataFrame(paired["win_matrix"]).T.reindex(index=conditions, columns=conditions)
+    if len(conditions) == 2:
+        return analyze_pair(analysed, summary, win_matrix, seed)
+    scores = paired["bradley_terry"]["scores"]
+    ranked = tuple(sorted(conditions, key=lambda condition: (-scores[condition], condition)))
+    images = per_image_condition_table(analysed, list(ranked))
+    summary["conditions"] = list(ranked)
+    summary["images"] = [
+        {"image_id": image_id,
+         "conditions": {row.condition: {"trials": int(row.trials), "wins": int(row.wins), "win_rate": float(row.win_rate),
+                                        "ci95": [float(row.ci_low), float(row.ci_high)]}
+                        for row in rows.itertuples(index=False)}}
+        for image_id, rows in images.groupby("image_id", sort=False)
+    ]
+    return VoteAnalysis(models=ranked, images=images, win_matrix=win_matrix.loc[list(ranked), list(ranked)],
+                        summary=summary)
+
+
+def analyze_pair(analysed: pd.DataFrame, summary: dict[str, Any], win_matrix: pd.DataFrame, seed: int) -> VoteAnalysis:
+    """The paper's two-model analysis on top of `summary`: shares, images won, sign test, showcase."""
+    models = model_order(analysed)
+    images = per_image_table(analysed, models)
+    first, second = models
+    n_votes = len(analysed)
+    first_votes = int(analysed["chosen_model"].eq(first).sum())
+    low, high = clustered_share_interval(analysed, first, seed=seed)
+    shares = {first: first_votes / n_votes, second: 1 - first_votes / n_votes}
+    intervals = {first: [low, high], second: [1 - high, 1 - low]}
+    summary = summary | {
+        "n_images": len(images),
+        "conditions": list(models),
+        "models": {
+            model: {
+                "votes": first_votes if model == first else n_votes - first_votes,
+                "share": shares[model],
+                "share_ci95": intervals[model],
+                "images_won": int((images["winner"] == model).sum()),
+            }
+            for model in models
+        },
+        "share_interval_method": BOOTSTRAP_METHOD,
+        "share_unclustered": proportion_test(first_votes, n_votes) | {"model": first},
+        "sign_test": sign_test(images, models),
         "showcase": showcase_images(images, models),
         "images": [_image_record(row, models) for row in images.itertuples(index=False)],
     }
-    return VoteAnalysis(models=models, images=images, summary=summary)
+    return VoteAnalysis(models=models, images=images, win_matrix=win_matrix.loc[list(models), list(models)],
+                        summary=summary)
 
 
 def _image_record(row: Any, models: tuple[str, str]) -> dict[str, Any]:

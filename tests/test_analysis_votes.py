@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
+import numpy as np
 import pandas as pd
 import pytest
 from scipy.stats import binomtest
@@ -13,7 +14,7 @@ from statsmodels.stats.proportion import proportion_confint
 
 from analysis import cli
 from analysis.report import write_vote_analysis
-from analysis.simulate import simulate_votes, write_simulated_study
+from analysis.simulate import simulate_condition_votes, simulate_votes, write_simulated_study
 from analysis.votes import (
     analyze,
     clustered_share_interval,
@@ -186,5 +187,62 @@ def test_analyze_votes_command_draws_the_montages_of_a_prepared_study(tmp_path):
     summary = json.loads((out / "summary.json").read_text())
     assert (summary["n_participants"], summary["n_votes"], summary["studies"]) == (73, 219, ["simulated-small"])
     assert summary["models"]["dogs"]["images_won"] == 2  # 70% of three images, as in the paper
-    assert sorted(summary["figures"]) == ["figure2", "most_even", "most_preferred_dogs", "most_preferred_generic"]
+    assert sorted(summary["figures"]) == [
+        "bradley_terry", "figure2", "most_even", "most_preferred_dogs", "most_preferred_generic", "win_matrix"]
+    assert summary["bradley_terry"]["scores"]["dogs"] > summary["bradley_terry"]["scores"]["generic"]
     assert "is not drawn" not in (out / "report.md").read_text()
+
+
+STRENGTHS = {"truth": 1.2, "dogs": 0.4, "generic": -0.4, "ddcolor": -1.2}
+
+
+def test_bradley_terry_recovers_known_strengths_and_fooling_rates():
+    votes = prepare_votes(simulate_condition_votes(STRENGTHS, n_participants=60, image_ids=[f"i{k}" for k in range(12)]))
+    summary = analyze(votes, seed=1).summary
+    bradley_terry = summary["bradley_terry"]
+    assert summary["conditions"] == list(STRENGTHS)  # ranked by score
+    assert sum(bradley_terry["scores"].values()) == pytest.approx(0, abs=1e-9)
+    for condition, strength in STRENGTHS.items():  # the strengths have mean 0 already
+        low, high = bradley_terry["ci95"][condition]
+        assert low < strength < high and low < bradley_terry["scores"][condition] < high
+    for condition in ("dogs", "generic", "ddcolor"):
+        expected = 1 / (1 + np.exp(STRENGTHS["truth"] - STRENGTHS[condition]))
+        low, high = summary["fooling_rate"]["ci95"][condition]
+        assert low < expected < high
+        assert summary["fooling_rate"]["rates"][condition] == pytest.approx(expected, abs=0.06)
+    assert summary["win_matrix"]["truth"]["ddcolor"] > summary["win_matrix"]["ddcolor"]["truth"]
+    json.dumps(summary)
+
+
+def test_bradley_terry_intervals_allow_for_participants_who_agree_with_themselves():
+    """Participants with strong personal tastes (half always choose the condition first in the
+    alphabet, half the last): the intervals from resampling participants must be wider than those of
+    the same votes treated as independent (each vote its own participant)."""
+    votes = simulate_condition_votes(STRENGTHS, 30, [f"i{k}" for k in range(12)])
+    taste = votes["participant_id"].str[-1].astype(int) % 2 == 0
+    pair = votes[["left_model", "right_model"]]
+    votes = votes.assign(chosen_model=np.where(taste, pair.min(axis=1), pair.max(axis=1)))
+    votes = prepare_votes(votes.assign(choice=np.where(votes["chosen_model"] == votes["left_model"], "left", "right")))
+    independent = votes.assign(participant_id=[f"v{k}" for k in range(len(votes))])
+    width = lambda summary: np.mean([high - low for low, high in summary["bradley_terry"]["ci95"].values()])  # noqa: E731
+    assert width(analyze(votes).summary) > 1.2 * width(analyze(independent).summary)
+
+
+def test_several_conditions_write_win_matrix_scores_and_figure2(tmp_path):
+    votes = prepare_votes(simulate_condition_votes(STRENGTHS, 24, ["a", "b", "c"]))
+    summary = write_vote_analysis(votes, tmp_path)
+    assert json.loads((tmp_path / "summary.json").read_text()) == summary
+    assert sorted(summary["figures"]) == ["bradley_terry", "figure2", "win_matrix"]
+    for stem in ("figure2_votes_per_image", "win_matrix", "bradley_terry_scores"):
+        assert (tmp_path / f"{stem}.png").stat().st_size > 1000
+    report = (tmp_path / "report.md").read_text()
+    assert "## Fooling rates" in report and "Simulated data" in report
+    assert [image["image_id"] for image in summary["images"]] and "models" not in summary
+
+
+def test_practice_votes_are_left_out():
+    votes = votes_frame({"a": (3, 1)}).assign(is_practice=False)
+    practice = votes_frame({"p": (0, 4)}).assign(is_practice=True)
+    summary = analyze(prepare_votes(pd.concat([votes, practice], ignore_index=True))).summary
+    assert summary["n_votes"] == 4 and summary["n_images"] == 1
+    assert summary["models"]["dogs"]["votes"] == 3
