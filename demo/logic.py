@@ -76,6 +76,8 @@ class Models:
                          hints: Sequence[dict[str, Any]] | None = None) -> Image.Image:
         """One colorization; requests that arrive while the network is busy run together as one batch."""
         colorizer = self[name]  # loaded, or an unknown name refused, before it gets a batcher
+        if hints and not colorizer.takes_hints:
+            raise UserError(no_hints_message(name))  # by its menu name, which the Colorizer does not know
         colorizer.hint_map(image, hints)  # bad hints fail this request alone, not the batch it would join
         with self.lock:
             if name not in self.batchers:
@@ -371,7 +373,7 @@ class HintBoard:
     def select(self, index: int | None) -> HintBoard:
         if index is not None and not 0 <= index < len(self.hints):
             raise UserError(f"there is no hint {index + 1}")
-        return replace(self, selected=index)
+        return self if index == self.selected else replace(self, selected=index)
 
     def nearest(self, x: float, y: float, within: float) -> int | None:
         """The hint closest to (x, y) if one lies within `within` pixels (a click on its marker)."""
@@ -506,4 +508,4 @@ class HintEditor:
 
 
 def no_hints_message(name: str) -> str:
-    return f"the model {name!r} takes no colour hints: choose a hint-capable model to place them"
+    return f"the model {name!r} takes no colour hints: choose a hint-capable model"

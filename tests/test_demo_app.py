@@ -5,6 +5,7 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
+import numpy as np
 import pytest
 from conftest import photo
 from PIL import Image
@@ -78,3 +79,55 @@ def test_page_needs_nothing_from_the_internet(server):
     config = httpx.get(server + "config", timeout=10).json()
     assert page.status_code == 200 and config["analytics_enabled"] is False
     assert "fonts.googleapis.com" not in page.text and "cdn.jsdelivr" not in page.text
+
+
+# colour hints: `generic` is an untrained hint-capable model, `dogs` one without hint inputs
+
+@pytest.fixture(scope="module")
+def hint_server(tiny_hint_checkpoint, tiny_checkpoint):
+    """The demo on a loopback port with a hint-capable `generic` and a `dogs` without hint inputs: its URL."""
+    from colorizer.infer import Colorizer
+    from demo.app import build_demo
+
+    demo = build_demo({"generic": Colorizer.load(tiny_hint_checkpoint), "dogs": Colorizer.load(tiny_checkpoint)},
+                      examples_dir=None)
+    demo.launch(server_name="127.0.0.1", prevent_thread_lock=True, quiet=True, ssr_mode=False, run_history=False)
+    yield demo.local_url
+    demo.close()
+
+
+@pytest.fixture(scope="module")
+def hint_client(hint_server):
+    return gradio_client.Client(hint_server, verbose=False, download_files=True)
+
+
+def test_colorize_takes_hints_as_json(hint_client, tmp_path):
+    path = tmp_path / "gray.png"
+    photo(96, 72).convert("L").save(path)
+    plain = np.asarray(Image.open(colorize(hint_client, path)), dtype=int)
+    assert np.array_equal(np.asarray(Image.open(colorize(hint_client, path, hints="")), dtype=int), plain)
+    blue = np.asarray(Image.open(colorize(hint_client, path, hints='[{"x": 30, "y": 20, "rgb": [0, 0, 255]}]')),
+                      dtype=int)
+    assert blue.shape == plain.shape and blue[20, 30, 2] - blue[20, 30, 0] > plain[20, 30, 2] - plain[20, 30, 0] + 30
+
+
+def test_the_hints_keyword_is_optional_in_the_api(hint_client):
+    parameters = hint_client.view_api(print_info=False, return_format="dict")["named_endpoints"]["/colorize"]["parameters"]
+    assert [(p["parameter_name"], p["parameter_has_default"]) for p in parameters] == [
+        ("photo", False), ("model", True), ("temperature", True), ("hints", True)]
+
+
+@pytest.mark.parametrize("model, hints, message", [
+    ("generic", '[{"x": 30, "y": ', "hints: not valid JSON"),
+    ("generic", '{"x": 30, "y": 20, "rgb": [0, 0, 255]}', "hints: expected a JSON list"),
+    ("generic", '[{"x": 30, "y": 20, "rgb": [0, 0, 255]}, {"x": 96, "y": 0, "rgb": [0, 0, 0]}]',
+     "hint 2: x = 96 lies outside the photo"),
+    ("dogs", '[{"x": 30, "y": 20, "rgb": [0, 0, 255]}]', "'dogs' takes no colour hints"),
+])
+def test_bad_hints_get_a_clear_message(hint_client, tmp_path, model, hints, message):
+    path = tmp_path / "gray.png"
+    photo(96, 72).convert("L").save(path)
+    with pytest.raises(gradio_client.exceptions.AppError, match=message) as error:
+        colorize(hint_client, path, model=model, hints=hints)
+    assert "Traceback" not in str(error.value)
+    assert Image.open(colorize(hint_client, path, model=model)).size == (96, 72)
