@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import html
 import json
 import logging
 import re
@@ -31,6 +32,7 @@ from colorizer.errors import UserError
 from study import service
 from study.db import POOL_OVERFLOW, POOL_SIZE, Database, open_database
 from study.export import session_vote_rows, votes_csv
+from study.protocol import Protocol, consent_html
 from study.schemas import (
     PARTICIPANT_TOKEN_HEADER,
     EnrolmentOut,
@@ -46,9 +48,10 @@ from study.schemas import (
 T = TypeVar("T")
 
 PACKAGE_DIR = Path(__file__).parent
-DEFAULT_EXPOSURE_MS = 5000
 # After this long without reaching the server the page tells the participant their answers are kept.
 DEFAULT_PATIENCE_MS = 30_000
+# How long a link without a study name waits for the database's list of studies.
+PAGE_REFRESH_WAIT_S = 0.5
 STIMULUS_NAME = re.compile(r"[0-9a-f]{32}\.jpg")
 MAX_BODY_BYTES = 64 * 1024
 MIN_ADMIN_TOKEN_LENGTH = 16
@@ -100,14 +103,64 @@ class StudyServer:
     database: Database
     media_dir: str | Path | None
     admin_token: str | None
-    page: str
+    # Overrides every study's exposure (tests, demonstrations); None: each study's own.
+    exposure_ms: int | None
+    patience_ms: int
     # Database work runs on these threads, not on the pool that serves files: a database that waits
     # for a lock (held by another process, or a disk that hangs) must not hold up pages and pictures.
     database_threads: ThreadPoolExecutor = field(
         default_factory=lambda: ThreadPoolExecutor(DATABASE_THREADS, thread_name_prefix="study-db")
     )
     stimuli: dict[str, Path] = field(default_factory=dict)
+    # Each study's participant page, rendered once: pages never wait for the database.
+    pages: dict[str, str] = field(default_factory=dict)
+    pages_refresh: asyncio.Future | None = None
     storage_errors: StorageErrorLog = field(default_factory=StorageErrorLog)
+
+    def load_pages(self, protocols: dict[str, Protocol]) -> None:
+        self.pages = {name: self.pages.get(name) or self.render_page(name, protocol) for name, protocol in protocols.items()}
+
+    def render_page(self, name: str, protocol: Protocol) -> str:
+        config = {
+            "study": name,
+            "exposureMs": self.exposure_ms or protocol.exposure_ms,
+            "patienceMs": self.patience_ms,
+        }
+        return page_html(
+            "index.html",
+            CONFIG=json.dumps(config).replace("<", "\\u003c"),
+            CONSENT=consent_html(protocol.consent_markdown),
+            QUESTION=html.escape(protocol.question),
+        )
+
+    async def refresh_pages(self, wait_s: float | None = None) -> None:
+        """Load the pages of studies prepared since; with `wait_s`, give up waiting after that long
+        (the refresh goes on, and one refresh at a time serves every request that asks meanwhile)."""
+        if self.pages_refresh is None or self.pages_refresh.done():
+            self.pages_refresh = asyncio.ensure_future(self.run(service.study_protocols))
+            self.pages_refresh.add_done_callback(lambda done: done.exception() or self.load_pages(done.result()))
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(asyncio.shield(self.pages_refresh), wait_s)
+
+    async def page(self, name: str | None) -> tuple[str, int]:
+        """The participant page of study `name` (or of the only study), or a page saying why there is none.
+        A study prepared after start-up is looked up once. A link without a name checks for new studies
+        each time, but waits at most PAGE_REFRESH_WAIT_S for the database before using what it knows."""
+        if name is not None and name not in self.pages:
+            await self.refresh_pages()
+        if name is None:
+            await self.refresh_pages(PAGE_REFRESH_WAIT_S)
+        if name is None and len(self.pages) == 1:
+            name = next(iter(self.pages))
+        if name in self.pages:
+            return self.pages[name], 200
+        if name is not None:
+            return notice_page("No such study", "This link names a study that does not exist. Please check the link "
+                               "you were given."), 404
+        if not self.pages:
+            return notice_page("No study yet", "No study is running here at the moment."), 404
+        return notice_page("Which study?", "Several studies run here, and this link does not say which one you "
+                           "were invited to. Please use the exact link you were given (it ends in ?study=...)."), 400
 
     async def run(self, operation: Callable[..., T], *args) -> T:
         """Run a blocking database operation on a database thread (one hop per request), in its own session."""
@@ -160,8 +213,9 @@ router = APIRouter()
 
 
 @router.get("/", response_class=HTMLResponse, include_in_schema=False)
-async def participant_page(server: Server) -> HTMLResponse:
-    return HTMLResponse(server.page, headers={"Cache-Control": "no-store"})
+async def participant_page(server: Server, study: str | None = None) -> HTMLResponse:
+    page, status = await server.page(study)
+    return HTMLResponse(page, status_code=status, headers={"Cache-Control": "no-store"})
 
 
 @router.get("/media/{file_name}", include_in_schema=False)
@@ -185,11 +239,16 @@ async def stimulus_file(file_name: str, server: Server) -> Response:
     responses={200: {"model": EnrolmentOut, "description": "Resumed"}, **error_responses(400, 403, 404, 409, 422)},
 )
 async def create_participant(
-    request: ParticipantRequest, response: Response, server: Server, token: ParticipantToken = None
+    request: ParticipantRequest,
+    response: Response,
+    server: Server,
+    token: ParticipantToken = None,
+    user_agent: Annotated[str | None, Header()] = None,
 ) -> EnrolmentOut:
     """Enrol a participant (201). An external_id that is already enrolled is resumed (200) only with
-    its token in X-Participant-Token, or with the same client_enrolment_id; otherwise 409."""
-    state, created = await server.run(service.enrol, request, token)
+    its token in X-Participant-Token, or with the same client_enrolment_id; otherwise 409, also (with
+    reason study_full) when the study has its maximum of participants."""
+    state, created = await server.run(service.enrol, request, token, user_agent)
     response.status_code = 201 if created else 200
     return state
 
@@ -233,7 +292,8 @@ async def http_error(_request: Request, error: StarletteHTTPException) -> JSONRe
 
 
 async def service_error(_request: Request, error: service.ServiceError) -> JSONResponse:
-    return JSONResponse({"error": error.message}, status_code=error.status)
+    reason = getattr(error, "reason", None)
+    return JSONResponse({"error": error.message, **({"reason": reason} if reason else {})}, status_code=error.status)
 
 
 async def validation_error(_request: Request, error: RequestValidationError) -> JSONResponse:
@@ -251,24 +311,33 @@ async def storage_error(request: Request, error: Exception) -> JSONResponse:
     return JSONResponse({"error": "database busy, please retry"}, status_code=503, headers={"Retry-After": "2"})
 
 
-def participant_page_html(exposure_ms: int, patience_ms: int) -> str:
-    page = (PACKAGE_DIR / "templates" / "index.html").read_text()
-    return page.replace("{{CONFIG}}", json.dumps({"exposureMs": exposure_ms, "patienceMs": patience_ms}))
+def page_html(template: str, **fields: str) -> str:
+    """A page from study/templates with its {{FIELD}}s filled in (the values already HTML)."""
+    page = (PACKAGE_DIR / "templates" / template).read_text()
+    for name, value in fields.items():
+        page = page.replace("{{" + name + "}}", value)
+    return page
+
+
+def notice_page(title: str, message: str) -> str:
+    return page_html("notice.html", TITLE=html.escape(title), MESSAGE=html.escape(message))
 
 
 def create_app(
     db_url: str,
     media_dir: str | Path | None = None,
     admin_token: str | None = None,
-    exposure_ms: int = DEFAULT_EXPOSURE_MS,
+    exposure_ms: int | None = None,
     patience_ms: int = DEFAULT_PATIENCE_MS,
 ) -> FastAPI:
     """The app for the studies in `db_url`. Stimuli are read from `media_dir` if given, else from each
-    study's recorded media dir. Without `admin_token` the CSV download is refused to everyone."""
+    study's recorded media dir. Without `admin_token` the admin pages and downloads are refused to
+    everyone. `exposure_ms` overrides every study's exposure."""
     check_admin_token(admin_token)
-    server = StudyServer(open_database(db_url), media_dir, admin_token, participant_page_html(exposure_ms, patience_ms))
+    server = StudyServer(open_database(db_url), media_dir, admin_token, exposure_ms, patience_ms)
     with server.database.session() as session:
         server.stimuli = service.stimulus_files(session, media_dir)
+        server.load_pages(service.study_protocols(session))
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:

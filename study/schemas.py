@@ -25,9 +25,16 @@ Milliseconds = Annotated[int, Field(ge=0, le=3_600_000), BeforeValidator(json_in
 PARTICIPANT_TOKEN_HEADER = "X-Participant-Token"
 
 
+Pixels = Annotated[int, Field(ge=0, le=100_000), BeforeValidator(json_integer)]
+
+
 class ParticipantRequest(BaseModel):
-    external_id: Name | None = None
+    external_id: Name | None = Field(default=None, description="Prolific's PROLIFIC_PID, or the site's participant id.")
     study: Name | None = None
+    prolific_study_id: Name | None = Field(default=None, description="Prolific's STUDY_ID from the study link.")
+    prolific_session_id: Name | None = Field(default=None, description="Prolific's SESSION_ID from the study link.")
+    viewport_width: Pixels | None = Field(default=None, description="The page's viewport in CSS pixels.")
+    viewport_height: Pixels | None = None
     client_enrolment_id: Token | None = Field(
         default=None,
         description="A random key the page keeps: resending the enrolment with it after a lost answer "
@@ -39,6 +46,7 @@ class TrialOut(BaseModel):
     trial_id: str
     left: str
     right: str
+    practice: bool = Field(default=False, description="A practice trial (not analysed).")
 
 
 class ParticipantOut(BaseModel):
@@ -49,6 +57,9 @@ class ParticipantOut(BaseModel):
     answered: int = Field(description="How many of the participant's trials already have a vote.")
     total: int
     completion_code: str | None = Field(description="Set once every trial is answered.")
+    completion_url: str | None = Field(
+        default=None, description="Once every trial is answered: where the study sends the participant (with the code)."
+    )
 
 
 class EnrolmentOut(ParticipantOut):
@@ -76,3 +87,4 @@ class VoteOut(ParticipantOut):
 
 class ErrorOut(BaseModel):
     error: str
+    reason: str | None = Field(default=None, description="A machine-readable cause where the page acts on it: study_full.")

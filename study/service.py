@@ -22,6 +22,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, aliased, selectinload
 
 from study.db import write_guard
+from study.protocol import DEFAULT_EXPOSURE_MS, DEFAULT_QUESTION, Protocol, completion_link
 from study.models import Assignment, Image, Participant, Stimulus, Study, Trial, Vote, as_utc, public_id, utcnow
 from study.schemas import (
     PARTICIPANT_TOKEN_HEADER,
@@ -65,11 +66,36 @@ class WrongToken(ServiceError):
     status = 403
 
 
+class StudyFull(ServiceError):
+    status = 409
+    reason = "study_full"
+
+
+# Longest user agent kept per participant (they are about 150 characters; anything longer is noise).
+USER_AGENT_CHARACTERS = 500
+
+
 def find_study(session: Session, name: str | None) -> Study | None:
     """The study called `name`, or with no name the most recently prepared one."""
     query = select(Study)
     query = query.where(Study.name == name) if name is not None else query.order_by(Study.id.desc())
     return session.scalars(query.limit(1)).first()
+
+
+def study_to_join(session: Session, name: str | None) -> Study:
+    """The study a participant joins: the named one, or the only one. With several studies a link
+    without a name is refused rather than given the newest study, which may not be the one recruited for."""
+    if name is not None:
+        study = find_study(session, name)
+        if study is None:
+            raise NotFound("no such study")
+        return study
+    studies = session.scalars(select(Study).limit(2)).all()
+    if not studies:
+        raise NotFound("no study has been prepared yet")
+    if len(studies) > 1:
+        raise ServiceError("several studies run here: the study link must name one (?study=NAME)")
+    return studies[0]
 
 
 def secret_hash(secret: str) -> str:
@@ -194,15 +220,20 @@ class AssignedTrial:
     right_file: str
     released_at: dt.datetime | None
     answered: bool
+    practice: bool
 
     def out(self) -> TrialOut:
-        return TrialOut(trial_id=self.trial_id, left=f"/media/{self.left_file}", right=f"/media/{self.right_file}")
+        return TrialOut(
+            trial_id=self.trial_id, left=f"/media/{self.left_file}", right=f"/media/{self.right_file}",
+            practice=self.practice,
+        )
 
 
 # Statements run on every vote are built once: building one costs more CPU than SQLite takes to run it.
 _left, _right = aliased(Stimulus), aliased(Stimulus)
 ASSIGNED_TRIALS = (
-    select(Assignment.trial_id, _left.file_name, _right.file_name, Assignment.released_at, Vote.id)
+    select(Assignment.trial_id, _left.file_name, _right.file_name, Assignment.released_at, Vote.id, Trial.is_practice)
+    .join(Trial, Trial.id == Assignment.trial_id)
     .join(_left, _left.id == Assignment.left_stimulus_id)
     .join(_right, _right.id == Assignment.right_stimulus_id)
     .outerjoin(Vote, and_(Vote.participant_id == Assignment.participant_id, Vote.trial_id == Assignment.trial_id))
@@ -225,20 +256,23 @@ def assigned_trials(session: Session, participant_id: str) -> list[AssignedTrial
     """The participant's trials in their order, with whether each has a vote."""
     rows = session.execute(ASSIGNED_TRIALS, {"participant_id": participant_id}).all()
     return [
-        AssignedTrial(trial_id, left_file, right_file, released_at, vote_id is not None)
-        for trial_id, left_file, right_file, released_at, vote_id in rows
+        AssignedTrial(trial_id, left_file, right_file, released_at, vote_id is not None, bool(practice))
+        for trial_id, left_file, right_file, released_at, vote_id, practice in rows
     ]
 
 
 def participant_state(participant: Participant, assigned: Sequence[AssignedTrial]) -> ParticipantOut:
     """Progress, and only the open trials the participant may see now."""
     pending = [trial for trial in assigned if not trial.answered]
+    code = None if pending else participant.completion_code
     return ParticipantOut(
         participant_id=participant.id,
         trials=[trial.out() for trial in pending[:VISIBLE_TRIALS]],
         answered=len(assigned) - len(pending),
         total=len(assigned),
-        completion_code=None if pending else participant.completion_code,
+        completion_code=code,
+        # Only read once the participant is done: the study row is one more query.
+        completion_url=completion_link(participant.study.completion_url, code) if code else None,
     )
 
 
@@ -273,15 +307,20 @@ def rejoin(session: Session, participant: Participant, request: ParticipantReque
     )
 
 
-def enrol(session: Session, request: ParticipantRequest, token: str | None) -> tuple[EnrolmentOut, bool]:
+def enrol(
+    session: Session, request: ParticipantRequest, token: str | None, user_agent: str | None = None
+) -> tuple[EnrolmentOut, bool]:
     """A new participant with a fresh trial order and token (True), or the one already enrolled
     with this external id, for its token holder (False)."""
-    study = find_study(session, request.study)
-    if study is None:
-        raise NotFound("no such study" if request.study else "no study has been prepared yet")
+    study = study_to_join(session, request.study)
     if (existing := find_enrolled(session, study, request.external_id)) is not None:
         return rejoin(session, existing, request, token), False
-    participant = Participant(id=public_id(), study_id=study.id, external_id=request.external_id)
+    participant = Participant(
+        id=public_id(), study_id=study.id, external_id=request.external_id,
+        prolific_study_id=request.prolific_study_id, prolific_session_id=request.prolific_session_id,
+        viewport_width=request.viewport_width, viewport_height=request.viewport_height,
+        user_agent=(user_agent or None) and user_agent[:USER_AGENT_CHARACTERS],
+    )
     if request.client_enrolment_id is not None:
         participant.enrolment_key_hash = secret_hash(request.client_enrolment_id)
     new_token = issue_token(participant)
@@ -290,6 +329,10 @@ def enrol(session: Session, request: ParticipantRequest, token: str | None) -> t
         participant.assignments[0].released_at = utcnow()
     try:
         with write_guard(session):
+            # Counted under the write lock, so SQLite never enrols past the limit (PostgreSQL with
+            # several server processes may, by as many as enrol at the same moment).
+            if study.max_participants is not None and enrolled_count(session, study) >= study.max_participants:
+                raise StudyFull("this study is full: thank you for your interest")
             session.add(participant)
             session.commit()
     except IntegrityError:
@@ -299,6 +342,10 @@ def enrol(session: Session, request: ParticipantRequest, token: str | None) -> t
             raise
         return rejoin(session, existing, request, token), False
     return enrolment_answer(session, participant, new_token), True
+
+
+def enrolled_count(session: Session, study: Study) -> int:
+    return session.scalar(select(func.count()).select_from(Participant).where(Participant.study_id == study.id))
 
 
 def study_trials(session: Session, study: Study) -> Sequence[Trial]:
@@ -375,6 +422,20 @@ def record_vote(session: Session, vote: VoteRequest, token: str | None) -> VoteO
             check_replay(vote, votes_in_the_way(session, vote))
             assigned = assigned_trials(session, participant.id)
     return VoteOut(**participant_state(participant, assigned).model_dump(), stored=True)
+
+
+def study_protocols(session: Session) -> dict[str, Protocol]:
+    """Every study's protocol by name, for the participant pages (studies are never changed after prepare)."""
+    return {
+        study.name: Protocol(
+            exposure_ms=study.exposure_ms or DEFAULT_EXPOSURE_MS,
+            question=study.question or DEFAULT_QUESTION,
+            consent_markdown=study.consent_markdown,
+            completion_url=study.completion_url,
+            max_participants=study.max_participants,
+        )
+        for study in session.scalars(select(Study).order_by(Study.id))
+    }
 
 
 def stimulus_files(session: Session, media_dir: str | Path | None) -> dict[str, Path]:

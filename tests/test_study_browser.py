@@ -18,6 +18,7 @@ from study.db import database_session
 from study.export import vote_rows
 from study.models import Participant
 from study.prepare import prepare_study
+from study.protocol import Protocol
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -177,3 +178,77 @@ def test_the_page_tells_the_participant_their_answers_are_kept_when_storage_fail
         page.locator(".progress-text", has_text="1 / 4").wait_for(timeout=30_000)
         browser.close()
     assert [row["choice"] for row in vote_rows(db_url)] == ["left"]
+
+
+def prepare_with_protocol(tmp_path: Path, **options) -> str:
+    db_url = f"sqlite:///{tmp_path / 'votes.db'}"
+    write_photos(tmp_path / "photos", 6)
+    prepare_study(db_url, STUDY, FAKE_COLORIZERS, tmp_path / "photos", tmp_path / "media", n=3, catch=1, **options)
+    return db_url
+
+
+def test_consent_practice_trials_and_the_redirect_to_the_recruiting_site(tmp_path):
+    completion = "https://recruiter.example/complete?cc={code}"
+    consent = "## Colour study\n\nResearcher: Ada Lovelace. Ethics contact: ethics@example.org.\n"
+    protocol = Protocol(exposure_ms=2000, question="Which one looks more natural?", consent_markdown=consent,
+                        completion_url=completion)
+    db_url = prepare_with_protocol(tmp_path, practice=1, protocol=protocol)
+    with live_app(create_app(db_url)) as url, sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = browser.new_page()
+        # The recruiting site, answered here: nothing leaves the machine.
+        page.route("https://recruiter.example/**", lambda route: route.fulfill(body="<p>Prolific</p>",
+                                                                                 content_type="text/html"))
+        page.goto(f"{url}/?PROLIFIC_PID=p-1&STUDY_ID=s-9&SESSION_ID=x-3")
+        assert page.locator("#consent h2").inner_text() == "Colour study"
+        assert "ethics@example.org" in page.locator("#consent").inner_text()
+        assert page.locator(".exposure-seconds").inner_text() == "2"
+        page.check("#consent-check")
+        page.click("#start")
+        for answered in range(5):
+            page.locator(".progress-text", has_text=f"{answered} / 5").wait_for()
+            page.locator("#frame-left img").wait_for(state="attached")
+            assert page.locator(".practice-note").is_visible() == (answered == 0)
+            assert page.locator(".prompt").inner_text() == "Which one looks more natural?"
+            page.keyboard.press("ArrowLeft")
+        page.wait_for_url("https://recruiter.example/complete?cc=*")
+        code = page.url.rsplit("=", 1)[1]
+        browser.close()
+    rows = vote_rows(db_url)
+    assert [row["is_practice"] for row in rows] == [True, False, False, False, False]
+    with database_session(db_url) as session:
+        participant = session.scalars(select(Participant)).one()
+    assert participant.completion_code == code
+    assert (participant.external_id, participant.prolific_study_id, participant.prolific_session_id) == (
+        "p-1", "s-9", "x-3")
+
+
+def picture_boxes(page) -> list[dict]:
+    page.locator("#frame-left img").wait_for(state="visible")
+    return [page.locator(f"#frame-{side} img").bounding_box() for side in ("left", "right")]
+
+
+@pytest.mark.parametrize("width, height", [(390, 844), (844, 390), (1280, 800)])
+def test_on_a_phone_the_pictures_are_stacked_upright_and_fit_sideways(tmp_path, width, height):
+    db_url = prepare_with_protocol(tmp_path)
+    with live_app(create_app(db_url)) as url, sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": width, "height": height}, is_mobile=width < 1000,
+                                has_touch=width < 1000)
+        page.goto(url)
+        page.check("#consent-check")
+        page.click("#start")
+        left, right = picture_boxes(page)
+        buttons = [page.locator(f"button[data-choice={side}]").bounding_box() for side in ("left", "right")]
+        browser.close()
+    if height > width:  # upright: stacked, each at least 90% of the screen's width
+        assert left["width"] >= 0.9 * width and right["width"] >= 0.9 * width
+        assert right["y"] >= left["y"] + left["height"] - 1
+    else:  # sideways or a desktop: side by side, pictures and buttons all on the screen
+        assert right["x"] >= left["x"] + left["width"] - 1 and abs(right["y"] - left["y"]) < 1
+        for box in (left, right, *buttons):
+            assert box["x"] >= 0 and box["y"] >= 0
+            assert box["x"] + box["width"] <= width + 0.5 and box["y"] + box["height"] <= height + 0.5, box
+    with database_session(db_url) as session:
+        participant = session.scalars(select(Participant)).one()
+    assert (participant.viewport_width, participant.viewport_height) == (width, height)

@@ -7,8 +7,9 @@
 const config = JSON.parse(document.getElementById("config").textContent);
 const params = new URLSearchParams(location.search);
 const externalId = params.get("PROLIFIC_PID") || params.get("pid") || null;
-const studyName = params.get("study") || null;
-const storageKey = `colorizer-study:${studyName || ""}:${externalId || ""}`;
+// The server resolved which study this page is for (the link's ?study=, or the only one).
+const studyName = config.study;
+const storageKey = `colorizer-study:${params.get("study") || ""}:${externalId || ""}`;
 
 const $ = (selector) => document.querySelector(selector);
 
@@ -43,7 +44,12 @@ function randomId() {
 
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
-class FatalError extends Error {}
+class FatalError extends Error {
+  constructor(message, reason = null) {
+    super(message);
+    this.reason = reason;
+  }
+}
 
 const TOKEN_HEADER = "X-Participant-Token";
 
@@ -73,7 +79,7 @@ async function api(method, url, body, { token = null, tolerate = [] } = {}) {
     if (response && tolerate.includes(response.status)) return null;
     if (response && response.status < 500) {
       const detail = await response.json().catch(() => ({}));
-      throw new FatalError(detail.error || `request failed (${response.status})`);
+      throw new FatalError(detail.error || `request failed (${response.status})`, detail.reason || null);
     }
     $(".status").textContent = connectionMessage(performance.now() - failingSince);
     const retryAfterMs = 1000 * (Number(response && response.headers.get("Retry-After")) || 0);
@@ -131,6 +137,11 @@ const nextFrame = () => new Promise((resolve) => requestAnimationFrame(resolve))
 // and measures: the response time and the exposure from the frames that showed and removed the
 // pictures, and whether the page lost focus in between (another tab or window).
 async function showTrial([leftImage, rightImage]) {
+  // The frames take the pictures' shape (both sides of a pair are the same size) and keep it after
+  // the pictures are removed, so nothing moves under the finger.
+  for (const frame of document.querySelectorAll(".frame")) {
+    frame.style.aspectRatio = `${leftImage.naturalWidth} / ${leftImage.naturalHeight}`;
+  }
   let lostFocus = false;
   const onFocusLost = () => {
     if (document.hidden || !document.hasFocus()) lostFocus = true;
@@ -180,6 +191,7 @@ async function runTrials(saved, state) {
   while (state.trials.length) {
     setProgress(state.answered, state.total);
     const [current, next] = state.trials;
+    $(".practice-note").hidden = !current.practice;
     const images = await load(current);
     loading.delete(current.trial_id);
     if (next) load(next);
@@ -200,6 +212,12 @@ async function runTrials(saved, state) {
   }
   setProgress(state.answered, state.total);
   $("#completion-code").textContent = state.completion_code;
+  if (state.completion_url) {
+    // Back to the recruiting site with the code, as Prolific expects; the link is there if this fails.
+    $("#redirect-link").href = state.completion_url;
+    $("#redirect").hidden = false;
+    setTimeout(() => location.assign(state.completion_url), 1500);
+  }
   // On a shared computer the next person must not land on this page for good.
   $("#new-participant").hidden = externalId !== null;
   $("#new-participant").onclick = () => {
@@ -247,6 +265,10 @@ function askConsent(saved) {
           external_id: externalId,
           study: studyName,
           client_enrolment_id: saved.enrolmentKey,
+          prolific_study_id: params.get("STUDY_ID") || null,
+          prolific_session_id: params.get("SESSION_ID") || null,
+          viewport_width: Math.round(window.innerWidth),
+          viewport_height: Math.round(window.innerHeight),
         });
         saved.participantId = state.participant_id;
         saved.token = state.participant_token;
@@ -264,7 +286,8 @@ async function main() {
   try {
     await (saved.participantId ? resume(saved) : askConsent(saved));
   } catch (error) {
-    fail(error instanceof FatalError ? error.message : `Unexpected error: ${error}`);
+    if (error instanceof FatalError && error.reason === "study_full") show("full");
+    else fail(error instanceof FatalError ? error.message : `Unexpected error: ${error}`);
   }
 }
 
