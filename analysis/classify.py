@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 from dataclasses import dataclass
 from itertools import combinations
 from pathlib import Path
@@ -84,27 +85,41 @@ def imagenet_index(wnids: set[str]) -> dict[str, int]:
     return {wnid: index[wnid] for wnid in wnids}
 
 
+WORDNET_ID = re.compile(r"n\d{8}")
+TRUE_CLASS = "the ImageNet class of each photo's folder"
+CLASSIFIED_TRUTH = "the classifier's own top-1 on the colour photo (its folders are not ImageNet classes)"
+
+
 @dataclass
 class LabelledPhotos:
-    """The colour photos of an ImageFolder tree with their ImageNet class indices, and what was dropped."""
+    """The colour photos of a folder with the class indices they are scored against, and what was dropped.
+
+    Photos in ImageNet class folders (named by WordNet id) are scored against their class; any other
+    photos (people, streets: ImageNet has no such classes) against what the classifier sees in the colour
+    photo itself (`labels` is None until then), so a colorization counts as recognised when it is taken
+    for the same thing as the original."""
 
     paths: list[Path]
-    labels: list[int]
+    labels: list[int] | None
     dropped_gray: int
     dropped_corrupt: int
 
+    @property
+    def label_source(self) -> str:
+        return CLASSIFIED_TRUTH if self.labels is None else TRUE_CLASS
+
 
 def labelled_photos(root: Path, limit: int | None = None) -> LabelledPhotos:
-    """Colour photos under root/<wnid>/; gray ones are dropped as in `colorizer eval` (no colour to restore)."""
+    """Colour photos under `root`; gray ones are dropped as in `colorizer eval` (no colour to restore)."""
     from colorizer.data import scan_folder
 
     scan = scan_folder(root, limit=limit)
     folders = [path.relative_to(root).parts for path in scan.colour]
-    loose = [Path(*parts) for parts in folders if len(parts) == 1]
-    if loose:
-        raise UserError(f"{root}: photos must sit in one folder per class, but {loose[0]} does not")
+    dropped = len(scan.gray), len(scan.corrupt)
+    if any(len(parts) == 1 or not WORDNET_ID.fullmatch(parts[0]) for parts in folders):
+        return LabelledPhotos(scan.colour, None, *dropped)
     index = imagenet_index({parts[0] for parts in folders})
-    return LabelledPhotos(scan.colour, [index[parts[0]] for parts in folders], len(scan.gray), len(scan.corrupt))
+    return LabelledPhotos(scan.colour, [index[parts[0]] for parts in folders], *dropped)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -299,7 +314,7 @@ def render_table(table: dict[str, Any]) -> str:
         "",
         f"{table['n_images']} colour photos of `{table['data']}` (dropped {dropped['gray']} without colour, "
         f"{dropped['corrupt']} unreadable); annealed-mean temperature {table['temperature']}, random seed "
-        f"{table['seed']}. Intervals: Wilson 95%.",
+        f"{table['seed']}. Scored against {table.get('labels', TRUE_CLASS)}. Intervals: Wilson 95%.",
         "",
         "| colorization | top-1 | 95% interval |",
         "| --- | ---: | ---: |",
@@ -350,10 +365,14 @@ def run_classify(args: argparse.Namespace) -> int:
     colorizers = load_colorizers(args.models, device)
     predictions = classify_variants(photos, classifier, colorizers, batch_size=args.batch_size,
                                     temperature=args.temperature, seed=args.seed)
+    label_source = photos.label_source
+    if photos.labels is None:
+        photos.labels = list(predictions["ground_truth"])
     table = {
         **summarize(photos, predictions, list(colorizers)),
         "classifier": args.classifier, "data": str(args.data), "models": list(colorizers),
-        "temperature": args.temperature, "seed": args.seed, "limit": args.limit, "paper": PAPER_TABLE2,
+        "temperature": args.temperature, "seed": args.seed, "limit": args.limit, "labels": label_source,
+        "paper": PAPER_TABLE2,
     }
     markdown = render_table(table)
     write_text(args.out / "table.json", json.dumps(table, indent=2) + "\n")

@@ -153,6 +153,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data", required=True, help="folder of held-out colour photos")
     p.add_argument("--json", help="also write the figures to this JSON file")
     p.add_argument("--limit", type=int, help="evaluate at most this many photos")
+    p.add_argument("--holdout", type=float, metavar="FRACTION",
+                   help="evaluate only the photos of --data that `train --holdout FRACTION` held out: "
+                        "for choosing settings without touching a test split")
     p.add_argument("--temperature", type=float, default=DEFAULT_TEMPERATURE)
     p.add_argument("--hints", metavar="COUNTS",
                    help="also score the model under this many hints per photo, simulated from the true colours "

@@ -17,7 +17,7 @@ from tqdm import tqdm
 from colorizer.atomic import write_text
 from colorizer.bins import NUM_BINS, ab_bins, nearest_bins
 from colorizer.color import lab_to_rgb, rgb_to_lab
-from colorizer.data import scan_folder
+from colorizer.data import hold_out, scan_folder
 from colorizer.decode import DEFAULT_TEMPERATURE, decode_ab
 from colorizer.errors import UserError
 from colorizer.hints import simulate_hints
@@ -148,8 +148,12 @@ def run_eval(args: argparse.Namespace) -> dict[str, dict]:
     scan = scan_folder(args.data, limit=args.limit)
     if scan.gray or scan.corrupt:
         print(f"evaluating {scan.summary()}")
-    results = evaluate(colorizer, scan.colour, args.temperature, args.seed, hint_counts=hint_counts)
-    print(format_table(results, f"{args.model} on {args.data} ({len(scan.colour)} photos, T = {args.temperature})"))
+    paths = scan.colour
+    if args.holdout:
+        paths = hold_out(paths, args.data, args.holdout)[1]
+        print(f"evaluating the {len(paths)} photos that `train --holdout {args.holdout:g}` holds out of {args.data}")
+    results = evaluate(colorizer, paths, args.temperature, args.seed, hint_counts=hint_counts)
+    print(format_table(results, f"{args.model} on {args.data} ({len(paths)} photos, T = {args.temperature})"))
     if args.json:
         write_text(args.json, json.dumps(results, indent=2))
     return results

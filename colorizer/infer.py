@@ -198,16 +198,17 @@ class Colorizer:
         col = min(int(x * logits.shape[-1] / image.width), logits.shape[-1] - 1)
         probs = torch.softmax(logits[0, :, row, col].float().cpu(), dim=0)
         bins = ab_bins()
+        pixel_l = lightness[0, 0, min(int(y), lightness.shape[-2] - 1), min(int(x), lightness.shape[-1] - 1)]
+        # every bin's colour at this pixel's lightness; out-of-gamut bins clip, so several can look alike
+        lab = torch.cat([pixel_l.expand(len(bins), 1), bins], dim=1)[:, :, None, None]
+        rgb = (lab_to_rgb(lab)[:, :, 0, 0] * 255).round().int().tolist()
         picked: list[int] = []
         for index in probs.argsort(descending=True).tolist():
-            if all((bins[index] - bins[other]).norm() >= min_distance for other in picked):
+            if all((bins[index] - bins[other]).norm() >= min_distance and rgb[index] != rgb[other] for other in picked):
                 picked.append(index)
             if len(picked) == k:
                 break
-        pixel_l = lightness[0, 0, min(int(y), lightness.shape[-2] - 1), min(int(x), lightness.shape[-1] - 1)]
-        lab = torch.cat([pixel_l.expand(len(picked), 1), bins[picked]], dim=1)[:, :, None, None]
-        rgb = (lab_to_rgb(lab)[:, :, 0, 0] * 255).round().int().tolist()
-        return [{"rgb": colour, "probability": round(float(probs[i]), 4)} for colour, i in zip(rgb, picked, strict=True)]
+        return [{"rgb": rgb[i], "probability": round(float(probs[i]), 4)} for i in picked]
 
     @staticmethod
     def lightness(image: Image.Image) -> torch.Tensor:

@@ -55,7 +55,8 @@ def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return run
 
 
-TINY_HINT_OPTIONS = {"pretrained": False, "decoder_width": 16, "frozen_stages": 2, "hint_inputs": True}
+TINY_HINT_OPTIONS = {"pretrained": False, "decoder_width": 16, "frozen_stages": 2, "hint_inputs": True,
+                     "hint_bias": True}
 
 
 def save_tiny_hint_model(run: Path, seed: int = 0):

