@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
+import hmac
 import html
 import json
 import logging
@@ -16,11 +18,12 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, AsyncIterator, Callable, TypeVar
+from urllib.parse import parse_qs
 
-from fastapi import APIRouter, Depends, FastAPI, Header, Request, Response
+from fastapi import APIRouter, Cookie, Depends, FastAPI, Header, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy.exc import InterfaceError, OperationalError
@@ -31,7 +34,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from colorizer.errors import UserError
 from study import service
 from study.db import POOL_OVERFLOW, POOL_SIZE, Database, open_database
-from study.export import session_vote_rows, votes_csv
+from study.dashboard import PARTICIPANT_COLUMNS, overview, panel_html, participant_rows
+from study.export import rows_csv, session_stimuli, session_vote_rows, stimuli_csv, votes_csv
 from study.protocol import Protocol, consent_html
 from study.schemas import (
     PARTICIPANT_TOKEN_HEADER,
@@ -55,6 +59,9 @@ PAGE_REFRESH_WAIT_S = 0.5
 STIMULUS_NAME = re.compile(r"[0-9a-f]{32}\.jpg")
 MAX_BODY_BYTES = 64 * 1024
 MIN_ADMIN_TOKEN_LENGTH = 16
+ADMIN_COOKIE = "colorizer_admin"
+ADMIN_SESSION_S = 12 * 3600
+DEFAULT_DASHBOARD_REFRESH_MS = 10_000
 # One thread per pooled connection, so a database operation never waits for a connection.
 DATABASE_THREADS = POOL_SIZE + POOL_OVERFLOW
 STORAGE_LOG_INTERVAL_S = 10.0
@@ -106,6 +113,7 @@ class StudyServer:
     # Overrides every study's exposure (tests, demonstrations); None: each study's own.
     exposure_ms: int | None
     patience_ms: int
+    dashboard_refresh_ms: int = DEFAULT_DASHBOARD_REFRESH_MS
     # Database work runs on these threads, not on the pool that serves files: a database that waits
     # for a lock (held by another process, or a disk that hangs) must not hold up pages and pictures.
     database_threads: ThreadPoolExecutor = field(
@@ -268,23 +276,113 @@ async def post_vote(vote: VoteRequest, server: Server, token: ParticipantToken =
     return await server.run(service.record_vote, vote, token)
 
 
-@router.get(
-    "/admin/export.csv",
-    response_class=Response,
-    responses={200: {"content": {"text/csv": {}}}, **error_responses(401, 404)},
-)
-async def export_votes(credentials: BearerToken, server: Server, study: Name | None = None) -> Response:
-    """Every vote as CSV (one study with ?study=NAME). Needs `Authorization: Bearer <admin token>`."""
-    given = credentials.credentials if credentials else ""
-    if not server.admin_token or not secrets.compare_digest(given.encode(), server.admin_token.encode()):
+def admin_session(token: str, expires: int) -> str:
+    """The dashboard's session cookie: its expiry and a MAC of it under the admin token, so any server
+    process can check it without shared state, and changing the token ends every session."""
+    mac = hmac.new(token.encode(), f"admin-session:{expires}".encode(), hashlib.sha256).hexdigest()
+    return f"{expires}.{mac}"
+
+
+def is_admin(server: StudyServer, credentials: HTTPAuthorizationCredentials | None, cookie: str | None) -> bool:
+    token = server.admin_token
+    if not token:
+        return False
+    if credentials is not None:
+        return secrets.compare_digest(credentials.credentials.encode(), token.encode())
+    expires = (cookie or "").partition(".")[0]
+    if not expires.isdigit() or int(expires) < time.time():
+        return False
+    return secrets.compare_digest(cookie.encode(), admin_session(token, int(expires)).encode())
+
+
+AdminCookie = Annotated[str | None, Cookie(alias=ADMIN_COOKIE)]
+
+
+def require_admin(server: Server, credentials: BearerToken, cookie: AdminCookie = None) -> None:
+    if not is_admin(server, credentials, cookie):
         raise StarletteHTTPException(401, "admin token required", headers={"WWW-Authenticate": "Bearer"})
+
+
+Admin = Depends(require_admin)
+
+
+def csv_download(text: str, file_name: str) -> Response:
+    return Response(text, media_type="text/csv", headers={"Content-Disposition": f'attachment; filename="{file_name}"'})
+
+
+async def admin_rows(server: StudyServer, rows: Callable[..., list[dict]], study: str | None) -> list[dict]:
     try:
-        rows = await server.run(session_vote_rows, study)
+        return await server.run(rows, study)
     except UserError as error:
         raise StarletteHTTPException(404, str(error)) from None
-    return Response(
-        votes_csv(rows), media_type="text/csv", headers={"Content-Disposition": 'attachment; filename="votes.csv"'}
+
+
+ADMIN_RESPONSES = {200: {"content": {"text/csv": {}}}, **error_responses(401, 404)}
+
+
+@router.get("/admin/export.csv", response_class=Response, responses=ADMIN_RESPONSES, dependencies=[Admin])
+async def export_votes(server: Server, study: Name | None = None) -> Response:
+    """Every vote as CSV (one study with ?study=NAME). Needs `Authorization: Bearer <admin token>` or
+    the dashboard's session cookie."""
+    return csv_download(votes_csv(await admin_rows(server, session_vote_rows, study)), "votes.csv")
+
+
+@router.get("/admin/participants.csv", response_class=Response, responses=ADMIN_RESPONSES, dependencies=[Admin])
+async def export_participants(server: Server, study: Name | None = None) -> Response:
+    """One row per participant: start, last vote, completed, Prolific ids, device and viewport,
+    catch passed, focus losses, too-fast votes."""
+    rows = await admin_rows(server, participant_rows, study)
+    return csv_download(rows_csv(rows, PARTICIPANT_COLUMNS), "participants.csv")
+
+
+@router.get("/admin/stimuli.csv", response_class=Response, responses=ADMIN_RESPONSES, dependencies=[Admin])
+async def export_stimuli(server: Server, study: Name | None = None) -> Response:
+    """One row per stimulus file: file_name, image_id, model (the condition), study."""
+    return csv_download(stimuli_csv(await admin_rows(server, session_stimuli, study)), "stimuli.csv")
+
+
+@router.get("/admin", response_class=HTMLResponse, include_in_schema=False)
+async def dashboard(server: Server, credentials: BearerToken, cookie: AdminCookie = None) -> HTMLResponse:
+    """The dashboard, or the login form (a browser cannot send a bearer header)."""
+    if not is_admin(server, credentials, cookie):
+        return login_page("")
+    panel = panel_html(await server.run(overview))
+    refresh_s = f"{server.dashboard_refresh_ms / 1000:g}"
+    page = page_html("admin.html", PANEL=panel, REFRESH_MS=str(server.dashboard_refresh_ms), REFRESH_S=refresh_s)
+    return HTMLResponse(page, headers={"Cache-Control": "no-store"})
+
+
+@router.get("/admin/panel", response_class=HTMLResponse, include_in_schema=False, dependencies=[Admin])
+async def dashboard_panel(server: Server) -> HTMLResponse:
+    return HTMLResponse(panel_html(await server.run(overview)), headers={"Cache-Control": "no-store"})
+
+
+def login_page(message: str, status: int = 200) -> HTMLResponse:
+    page = page_html("admin_login.html", MESSAGE=html.escape(message))
+    return HTMLResponse(page, status_code=status, headers={"Cache-Control": "no-store"})
+
+
+@router.post("/admin/login", include_in_schema=False)
+async def login(request: Request, server: Server) -> Response:
+    """The login form: the right token sets an HttpOnly, SameSite=Strict session cookie for /admin."""
+    fields = parse_qs((await request.body()).decode("utf-8", "replace"), max_num_fields=5)
+    given = (fields.get("token") or [""])[0].strip()
+    if not server.admin_token or not secrets.compare_digest(given.encode(), server.admin_token.encode()):
+        return login_page("Wrong admin token.", 401)
+    response = RedirectResponse("/admin", status_code=303)
+    expires = int(time.time()) + ADMIN_SESSION_S
+    response.set_cookie(
+        ADMIN_COOKIE, admin_session(server.admin_token, expires), max_age=ADMIN_SESSION_S, path="/admin",
+        httponly=True, samesite="strict", secure=request.url.scheme == "https",
     )
+    return response
+
+
+@router.post("/admin/logout", include_in_schema=False)
+async def logout() -> Response:
+    response = RedirectResponse("/admin", status_code=303)
+    response.delete_cookie(ADMIN_COOKIE, path="/admin", httponly=True, samesite="strict")
+    return response
 
 
 async def http_error(_request: Request, error: StarletteHTTPException) -> JSONResponse:
@@ -329,12 +427,13 @@ def create_app(
     admin_token: str | None = None,
     exposure_ms: int | None = None,
     patience_ms: int = DEFAULT_PATIENCE_MS,
+    dashboard_refresh_ms: int = DEFAULT_DASHBOARD_REFRESH_MS,
 ) -> FastAPI:
     """The app for the studies in `db_url`. Stimuli are read from `media_dir` if given, else from each
     study's recorded media dir. Without `admin_token` the admin pages and downloads are refused to
     everyone. `exposure_ms` overrides every study's exposure."""
     check_admin_token(admin_token)
-    server = StudyServer(open_database(db_url), media_dir, admin_token, exposure_ms, patience_ms)
+    server = StudyServer(open_database(db_url), media_dir, admin_token, exposure_ms, patience_ms, dashboard_refresh_ms)
     with server.database.session() as session:
         server.stimuli = service.stimulus_files(session, media_dir)
         server.load_pages(service.study_protocols(session))
