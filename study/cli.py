@@ -19,7 +19,7 @@ def add_db_argument(parser: argparse.ArgumentParser | argparse._MutuallyExclusiv
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    study = subparsers.add_parser("study", help="run the preference study (prepare, serve, export)")
+    study = subparsers.add_parser("study", help="run the preference study (prepare, serve, export, backup, withdraw)")
     commands = study.add_subparsers(dest="study_command", required=True, metavar="COMMAND")
 
     prepare = commands.add_parser(
@@ -78,6 +78,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="one row per stimulus file: file_name, image_id, model (the condition), study")
     export.add_argument("--study", help="only this study (default: all)")
     export.set_defaults(func=run_export)
+
+    backup = commands.add_parser("backup", help="copy a SQLite study database while the server runs (SQLite's backup API)")
+    add_db_argument(backup)
+    backup.add_argument("--out", required=True, metavar="FILE", help="the copy (written atomically)")
+    backup.set_defaults(func=run_backup)
+
+    withdraw = commands.add_parser("withdraw", help="delete a participant's data (votes, trials, ids)")
+    add_db_argument(withdraw)
+    withdraw.add_argument("--external-id", required=True, metavar="ID", help="the participant's id (e.g. Prolific's)")
+    withdraw.add_argument("--study", help="only in this study (default: every study)")
+    withdraw.set_defaults(func=run_withdraw)
 
 
 def parse_imports(specs: list[str]) -> dict[str, Path]:
@@ -206,4 +217,20 @@ def run_export(args: argparse.Namespace) -> int:
     else:
         count = export_csv(args.db, args.out, args.study)
         print(f"wrote {count} votes to {args.out}")
+    return 0
+
+
+def run_backup(args: argparse.Namespace) -> int:
+    from study.maintenance import backup_sqlite
+
+    size = backup_sqlite(args.db, args.out)
+    print(f"backed up {args.db} to {args.out} ({size / 1e6:.1f} MB)")
+    return 0
+
+
+def run_withdraw(args: argparse.Namespace) -> int:
+    from study.maintenance import withdraw
+
+    participants, votes = withdraw(args.db, args.external_id, args.study)
+    print(f"withdrew {participants} participant(s) with external id {args.external_id!r}: {votes} votes deleted")
     return 0

@@ -302,3 +302,38 @@ def test_cli_parses_imports(tmp_path):
             parse_imports([spec])
     with pytest.raises(UserError, match="given twice"):
         parse_imports([f"a={tmp_path}", f"a={tmp_path}"])
+
+
+def test_backup_copies_a_database_in_use(client, prepared, tmp_path, capsys):
+    if not prepared.db_url.startswith("sqlite"):
+        with pytest.raises(UserError, match="pg_dump"):
+            run_cli("study", "backup", "--db", prepared.db_url, "--out", str(tmp_path / "b.db"))
+        return
+    participant = enrol(client, "before")
+    answer_all(client, participant)
+    out = tmp_path / "backups" / "votes.db"
+    assert run_cli("study", "backup", "--db", prepared.db_url, "--out", str(out)) == 0
+    assert "backed up" in capsys.readouterr().out
+    enrol(client, "after")  # the server goes on; the copy is a self-contained file
+    assert [p.name for p in out.parent.iterdir()] == ["votes.db"]
+    copied = vote_rows(f"sqlite:///{out}")
+    assert len(copied) == prepared.trials and {row["external_id"] for row in copied} == {"before"}
+    with pytest.raises(UserError, match="another file"):
+        run_cli("study", "backup", "--db", prepared.db_url, "--out", prepared.db_url.removeprefix("sqlite:///"))
+
+
+def test_withdraw_deletes_a_participants_data(client, prepared, capsys):
+    for external_id in ("stays", "leaves"):
+        answer_all(client, enrol(client, external_id))
+    assert run_cli("study", "withdraw", "--db", prepared.db_url, "--external-id", "leaves") == 0
+    assert f"withdrew 1 participant(s) with external id 'leaves': {prepared.trials} votes" in capsys.readouterr().out
+    assert {row["external_id"] for row in vote_rows(prepared.db_url)} == {"stays"}
+    with database_session(prepared.db_url) as session:
+        from study.models import Assignment, Participant
+
+        assert session.scalars(select(Participant.external_id)).all() == ["stays"]
+        assert len(session.scalars(select(Assignment)).all()) == prepared.trials
+    with pytest.raises(UserError, match="no participant with external id 'leaves'"):
+        run_cli("study", "withdraw", "--db", prepared.db_url, "--external-id", "leaves")
+    with pytest.raises(UserError, match="no study named"):
+        run_cli("study", "withdraw", "--db", prepared.db_url, "--external-id", "stays", "--study", "nope")
