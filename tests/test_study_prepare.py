@@ -205,16 +205,18 @@ def test_a_database_from_before_the_new_columns_gets_them(tmp_path):
     db_url = f"sqlite:///{tmp_path / 'old.db'}"
     database = open_database(db_url)
     with database.engine.begin() as connection:
-        for table, column in [("participant", "token_hash"), ("assignment", "released_at"), ("vote", "server_ms")]:
+        dropped = [("participant", "token_hash"), ("assignment", "released_at"), ("vote", "server_ms"),
+                   ("study", "conditions"), ("study", "consent_markdown"), ("trial", "is_practice"),
+                   ("participant", "viewport_width")]
+        for table, column in dropped:
             connection.exec_driver_sql(f"ALTER TABLE {table} DROP COLUMN {column}")
     database.dispose()
     database = open_database(db_url)
     inspector = inspect(database.engine)
-    tables = ("participant", "assignment", "vote")
+    tables = ("participant", "assignment", "vote", "study", "trial")
     columns = {table: {column["name"] for column in inspector.get_columns(table)} for table in tables}
     database.dispose()
-    assert "token_hash" in columns["participant"] and "released_at" in columns["assignment"]
-    assert "server_ms" in columns["vote"]
+    assert all(column in columns[table] for table, column in dropped)
     assert vote_rows(db_url) == []
 
 
