@@ -39,7 +39,7 @@ clean:
 DATA ?= ../shared/data
 TRAIN_FLAGS = --preset effnet-lite0 --amp bf16 --input-size 160 \
 	--batch-size 32 --epochs 12 --lr 1e-3 --workers 1 --seed 0 --min-chroma 3
-GENERIC_FLAGS = --options '{"frozen_stages": 2, "hint_inputs": true}' --epochs 8 --data-share 0.5 0.5 --epoch-size 14000 \
+GENERIC_FLAGS = --options '{"frozen_stages": 2, "hint_inputs": true}' --epochs 10 --data-share 0.5 0.5 --epoch-size 16000 \
 	--holdout 0.05 --image-size 128 --min-crop-area 0.35 --weight-decay 0 --mix 0.3 --time-limit 85
 DOGS_FLAGS = --options '{"frozen_stages": 2}' --image-size 160 --min-crop-area 0.35 --weight-decay 0 --mix 0.2 \
 	--time-limit 55

@@ -55,8 +55,7 @@ def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return run
 
 
-TINY_HINT_OPTIONS = {"pretrained": False, "decoder_width": 16, "frozen_stages": 2, "hint_inputs": True,
-                     "hint_bias": True}
+TINY_HINT_OPTIONS = {"pretrained": False, "decoder_width": 16, "frozen_stages": 2, "hint_inputs": True}
 
 
 def save_tiny_hint_model(run: Path, seed: int = 0):

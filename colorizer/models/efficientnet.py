@@ -4,14 +4,14 @@ The encoder sees L replicated to three channels with the (x - 0.5) / 0.5 scaling
 which is exactly L / 50 - 1: the network's usual input. The decoder predicts the same 313-bin
 distribution at stride 4 as the paper's network, so training and decoding are shared.
 
-With `hint_inputs` the network also takes a user's colour hints (colorizer/hints.py), pooled to
-stride 4 and added, through small bias-free per-cell networks, twice: before the
-trainable encoder stages, whose receptive field carries a hint across the object it was placed on,
-and beside the decoder's finest level, which keeps its colour exact where it was placed. With no
-hints both additions are exactly zero, so the network is then a plain automatic colorizer. With
-`hint_bias` the hint's colour is also added, soft-encoded over the bins and times a learned gain, to
-the logits of the cells it covers: the colour a user asks for holds where they put it from the first
-training step, and the network's own layers need only learn to spread it.
+With `hint_inputs` the network also takes a user's colour hints (colorizer/hints.py), through small
+bias-free per-cell networks: pooled to stride 4 before the trainable encoder stages, whose receptive
+field can carry a hint across the object it was placed on, and pooled to each decoder level's stride
+(4 to 32) beside that level, so that the coarse levels hand a hint's colour to a wide neighbourhood
+and the edges in the image features decide where it stops. The hint's colour is also added,
+soft-encoded over the bins and times a learned gain, to the logits of the cells it covers: the colour
+a user asks for holds where they put it from the first training step. With no hints every addition
+is exactly zero, so the network is then a plain automatic colorizer.
 """
 
 from __future__ import annotations
@@ -95,7 +95,7 @@ class EfficientNetColorizer(nn.Module):
     output_stride = 4
 
     def __init__(self, pretrained: bool = True, decoder_width: int = 96, frozen_stages: int = 0,
-                 hint_inputs: bool = False, hint_bias: bool = False):
+                 hint_inputs: bool = False):
         super().__init__()
         self.encoder = efficientnet_lite0(pretrained, features_only=True, out_indices=(1, 2, 3, 4))
         # Freezing the stem and first stages keeps generic edge detectors and roughly halves the backward
@@ -120,11 +120,7 @@ class EfficientNetColorizer(nn.Module):
             if frozen_stages > 2:
                 raise UserError("hint_inputs enter the encoder after its second stage: use frozen_stages <= 2")
             self.hint_to_encoder = _hint_embedding(channels[0])
-            self.hint_to_decoder = _hint_embedding(decoder_width)
-        if hint_bias and not hint_inputs:
-            raise UserError("hint_bias needs hint_inputs")
-        self.hint_bias = hint_bias
-        if hint_bias:
+            self.hint_to_levels = nn.ModuleList(_hint_embedding(decoder_width) for _ in channels)
             # large enough at the start that a hint shows (soft-encoded weights are at most 1)
             self.hint_gain = nn.Parameter(torch.tensor(4.0))
 
@@ -139,18 +135,23 @@ class EfficientNetColorizer(nn.Module):
         (N, 3, H, W) hint maps -> (N, 313, H/4, W/4) logits."""
         if hints is not None and not self.hint_inputs:
             raise UserError("this model takes no colour hints; train one with --options '{\"hint_inputs\": true}'")
-        hints = pool_hints(hints, self.output_stride).to(lightness.dtype) if hints is not None else None
-        features = self._encode(lightness.expand(-1, 3, -1, -1), hints)
-        x = self.lateral[-1](features[-1])
-        for level in reversed(range(len(features) - 1)):
-            feature = features[level]
-            x = self.lateral[level](feature) + F.interpolate(x, size=feature.shape[-2:], mode="bilinear",
-                                                             align_corners=False)
-            if level == 0 and hints is not None:
-                x = x + self.hint_to_decoder(hints)
+        levels = None
+        if hints is not None:
+            # strides 4 to 32, each pooled from the finer one: a cell's colour is the mean of its hinted sub-cells
+            levels = [pool_hints(hints.to(lightness.dtype), self.output_stride)]
+            for _ in self.lateral[1:]:
+                levels.append(pool_hints(levels[-1], 2))
+        features = self._encode(lightness.expand(-1, 3, -1, -1), levels and levels[0])
+        x = None
+        for level in reversed(range(len(features))):
+            feature = self.lateral[level](features[level])
+            if levels is not None:
+                feature = feature + self.hint_to_levels[level](levels[level])
+            x = feature if x is None else feature + F.interpolate(x, size=feature.shape[-2:], mode="bilinear",
+                                                                  align_corners=False)
         logits = self.head(self.smooth(x))
-        if hints is not None and self.hint_bias:
-            logits = logits + self.hint_gain * _soft_encoded_hints(hints).to(logits.dtype)
+        if levels is not None:
+            logits = logits + self.hint_gain * _soft_encoded_hints(levels[0]).to(logits.dtype)
         return logits
 
     def _encode(self, x: torch.Tensor, hints: torch.Tensor | None) -> list[torch.Tensor]:
