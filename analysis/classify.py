@@ -271,8 +271,8 @@ def mcnemar_exact(first: list[bool], second: list[bool]) -> dict[str, Any]:
     """Exact McNemar test of paired correctness: a binomial test of the discordant photos against 50%."""
     from analysis.votes import proportion_test
 
-    first_only = sum(a and not b for a, b in zip(first, second))
-    second_only = sum(b and not a for a, b in zip(first, second))
+    first_only = sum(a and not b for a, b in zip(first, second, strict=True))
+    second_only = sum(b and not a for a, b in zip(first, second, strict=True))
     discordant = first_only + second_only
     p_value = proportion_test(first_only, discordant)["p_value"] if discordant else 1.0
     return {"first_only": first_only, "second_only": second_only, "p_value": p_value}
@@ -288,7 +288,8 @@ def summarize(photos: LabelledPhotos, predictions: dict[str, list[int]], models:
     """table.json: top-1 in percent with Wilson 95% intervals, and the paired tests."""
     from analysis.votes import proportion_test
 
-    correct = {name: [p == label for p, label in zip(predicted, photos.labels)] for name, predicted in predictions.items()}
+    correct = {name: [p == label for p, label in zip(predicted, photos.labels, strict=True)]
+               for name, predicted in predictions.items()}
     n = len(photos.labels)
     intervals = {name: proportion_test(sum(hits), n)["ci95"] for name, hits in correct.items()}
     return {
@@ -348,7 +349,7 @@ def render_predictions(photos: LabelledPhotos, predictions: dict[str, list[int]]
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(["path", "label", *predictions])
-    for i, (path, label) in enumerate(zip(photos.paths, photos.labels)):
+    for i, (path, label) in enumerate(zip(photos.paths, photos.labels, strict=True)):
         writer.writerow([path, label, *(predicted[i] for predicted in predictions.values())])
     return buffer.getvalue()
 

@@ -21,10 +21,10 @@ from PIL import Image
 
 from colorizer import Colorizer
 from colorizer.checkpoint import load_model
+from colorizer.color import lab_batch
 from colorizer.infer import bundled_model_path
 from colorizer.loss import encode_targets
 from colorizer.prior import rebalance_weights
-from colorizer.color import lab_batch
 from colorizer.train import batch_loss
 
 CPU, CUDA = torch.device("cpu"), torch.device("cuda")
@@ -59,7 +59,7 @@ def compare(name: str, images: list[Image.Image]) -> None:
     print(f"  colorize {len(images)} photos: cpu fp32 {seconds:.3f} s")
     for precision in ("fp32", "bf16"):
         out, seconds = timed_colorize(Colorizer.load(name, device="cuda", precision=precision), images)
-        diff = np.mean([np.abs(a - b).mean() for a, b in zip(reference, out)])
+        diff = np.mean([np.abs(a - b).mean() for a, b in zip(reference, out, strict=True)])
         print(f"  cuda {precision}: {seconds:.3f} s, mean |d RGB| against cpu fp32 {diff:.3f} (of 255)")
 
 

@@ -49,7 +49,7 @@ def main() -> None:
     rgb = torch.randint(0, 256, (32, 3, 128, 128), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
     variants = {"bf16": trainer(False), "float32": trainer(True)}
     times: dict[str, list[float]] = {name: [] for name in variants}
-    for name, (model, optimizer) in variants.items():
+    for model, optimizer in variants.values():
         step_seconds(model, optimizer, rgb, weights)  # warm-up: oneDNN primitive creation
     for _ in range(ROUNDS):
         for name, (model, optimizer) in variants.items():

@@ -35,7 +35,7 @@ class Scan:
     corrupt: list[Path] = field(default_factory=list)
 
     @classmethod
-    def merged(cls, scans: list["Scan"]) -> "Scan":
+    def merged(cls, scans: list[Scan]) -> Scan:
         return cls(*([path for scan in scans for path in getattr(scan, kind)] for kind in ("colour", "gray", "corrupt")))
 
     def summary(self) -> str:
@@ -79,7 +79,7 @@ def scan_folder(root: str | os.PathLike, limit: int | None = None, progress: boo
     scan = Scan()
     with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
         kinds = pool.map(functools.partial(_classify, min_chroma=min_chroma), paths)
-        for path, kind in tqdm(zip(paths, kinds), total=len(paths), desc=f"scan {root.name}", disable=not progress):
+        for path, kind in tqdm(zip(paths, kinds, strict=True), total=len(paths), desc=f"scan {root.name}", disable=not progress):
             getattr(scan, kind).append(path)
     for path in scan.corrupt:
         print(f"warning: skipping unreadable image {path}", file=sys.stderr)

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import os
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -86,7 +86,7 @@ class Colorizer:
 
     @classmethod
     def load(cls, name_or_path: str | os.PathLike = DEFAULT_MODEL, device: str | torch.device = "cpu",
-             precision: str = "auto", optimize: bool = False) -> "Colorizer":
+             precision: str = "auto", optimize: bool = False) -> Colorizer:
         """A bundled model by name ("generic", "dogs"), a checkpoint file (.safetensors/.json) or a run folder.
 
         `device` is "cpu", "cuda", "cuda:N" or "auto" (a CUDA GPU where there is one);
@@ -152,7 +152,7 @@ class Colorizer:
         if any(m is not None for m in maps):
             size = (self.input_size, self.input_size)
             hint_maps = torch.cat([empty_hints(1, *size) if m is None else m for m in maps])
-        logits = self._forward(torch.cat([self.to_working_size(l) for l in lightness]), hint_maps)
+        logits = self._forward(torch.cat([self.to_working_size(each) for each in lightness]), hint_maps)
         return lightness, logits
 
     def predict(self, image: Image.Image, temperature: float = DEFAULT_TEMPERATURE,
@@ -183,7 +183,7 @@ class Colorizer:
         for start in range(0, len(images), batch_size):
             chunk = slice(start, start + batch_size)
             lightness, logits = self._batch_logits(images[chunk], hints[chunk])
-            results += [to_pil(colorize_logits(l, logits[i : i + 1], temperature)) for i, l in enumerate(lightness)]
+            results += [to_pil(colorize_logits(each, logits[i : i + 1], temperature)) for i, each in enumerate(lightness)]
         return results
 
     def suggest(self, image: Image.Image, x: float, y: float, k: int = 6,

@@ -20,9 +20,8 @@ def test_write_replaces_whole_file_with_normal_permissions(tmp_path):
 def test_failure_keeps_the_old_file_and_leaves_no_temp(tmp_path):
     target = tmp_path / "out.txt"
     target.write_text("old")
-    with pytest.raises(RuntimeError):
-        with atomic_path(target) as tmp:
-            tmp.write_text("half")
-            raise RuntimeError("writer crashed")
+    with pytest.raises(RuntimeError), atomic_path(target) as tmp:
+        tmp.write_text("half")
+        raise RuntimeError("writer crashed")
     assert target.read_text() == "old"
     assert os.listdir(tmp_path) == ["out.txt"]

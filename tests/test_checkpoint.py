@@ -14,7 +14,7 @@ def test_model_round_trip(tmp_path):
     path = checkpoint.save_model(tmp_path / "m", model, {"preset": "zhang2016", "options": TINY_OPTIONS})
     assert path.suffix == ".safetensors" and path.with_suffix(".json").is_file()
     loaded, config = checkpoint.load_model(tmp_path / "m.json")
-    for (name, a), (_, b) in zip(model.state_dict().items(), loaded.state_dict().items()):
+    for (name, a), (_, b) in zip(model.state_dict().items(), loaded.state_dict().items(), strict=True):
         assert torch.equal(a, b), name
     assert config["preset"] == "zhang2016" and not loaded.training
     assert not list(tmp_path.glob(".*tmp*"))  # no temp files left behind
@@ -56,7 +56,7 @@ def test_optimizer_state_round_trip(tmp_path):
     checkpoint.load_optimizer(tmp_path, fresh)
     assert fresh.param_groups[0]["lr"] == 1e-3
     assert tuple(fresh.param_groups[0]["betas"]) == (0.9, 0.99)
-    for state, expected in zip(fresh.state.values(), optimizer.state.values()):
+    for state, expected in zip(fresh.state.values(), optimizer.state.values(), strict=True):
         assert torch.equal(state["exp_avg"], expected["exp_avg"])
         assert torch.equal(state["step"], expected["step"])
     assert not list(tmp_path.glob("*.pt")) and not list(tmp_path.glob("*.pkl"))

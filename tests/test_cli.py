@@ -5,8 +5,8 @@ import pytest
 from PIL import Image
 
 from colorizer.cli import output_path
-from toolkit.cli import main
 from tests.conftest import photo
+from toolkit.cli import main
 
 
 def run(capsys, *argv):
@@ -21,7 +21,7 @@ def test_colorize_round_trip_on_odd_inputs(tiny_checkpoint, tmp_path, capsys):
     inputs.mkdir()
     photo(33, 17).save(inputs / "odd.jpg")
     photo(20, 10).convert("RGBA").save(inputs / "alpha.png")
-    Image.fromarray((np.asarray(photo(24, 12).convert("L"), dtype=np.uint16) * 257)).save(inputs / "deep.png")
+    Image.fromarray(np.asarray(photo(24, 12).convert("L"), dtype=np.uint16) * 257).save(inputs / "deep.png")
     exif = Image.Exif()
     exif[0x0112] = 6
     photo(30, 14).save(inputs / "rotated.jpg", exif=exif)

@@ -50,7 +50,7 @@ def test_size_limit():
 def test_to_rgb_tensor_modes(mode):
     tensor = to_rgb_tensor(photo(20, 10).convert(mode))
     assert tensor.shape == (1, 3, 10, 20)
-    assert tensor.dtype == torch.float32 and 0 <= tensor.min() and tensor.max() <= 1
+    assert tensor.dtype == torch.float32 and tensor.min() >= 0 and tensor.max() <= 1
 
 
 def test_sixteen_bit_keeps_precision():

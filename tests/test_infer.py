@@ -31,7 +31,7 @@ def test_output_keeps_size_and_lightness(colorizer, size):
 @pytest.mark.parametrize("mode", ["L", "LA", "RGBA", "P", "CMYK", "I;16"])
 def test_accepts_every_mode(colorizer, mode):
     source = photo(30, 20)
-    image = Image.fromarray((np.asarray(source.convert("L"), dtype=np.uint16) * 257)) if mode == "I;16" else source.convert(mode)
+    image = Image.fromarray(np.asarray(source.convert("L"), dtype=np.uint16) * 257) if mode == "I;16" else source.convert(mode)
     assert colorizer.colorize(image).size == (30, 20)
 
 
@@ -56,14 +56,14 @@ def test_temperature_changes_saturation(colorizer):
 def test_batched_equals_single(colorizer):
     images = [photo(30, 20, seed=s) for s in range(3)]
     batched = colorizer.colorize_many(images, batch_size=3)
-    for image, result in zip(images, batched):
+    for image, result in zip(images, batched, strict=True):
         assert np.abs(np.asarray(result, dtype=int) - np.asarray(colorizer.colorize(image), dtype=int)).max() <= 1
 
 
 def test_predict_gives_uncertainty_and_gray(colorizer):
     prediction = colorizer.predict(photo(40, 30))
     assert prediction.uncertainty.shape == (30, 40)
-    assert 0 <= prediction.uncertainty.min() and prediction.uncertainty.max() <= 1
+    assert prediction.uncertainty.min() >= 0 and prediction.uncertainty.max() <= 1
     gray = np.asarray(prediction.gray, dtype=int)
     assert np.abs(gray[..., 0] - gray[..., 2]).max() <= 2
 

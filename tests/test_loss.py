@@ -74,7 +74,7 @@ def test_cross_entropy_hand_computation():
     ce = []
     for lg, zz in (([1.0, 2.0, 0.0], [0.2, 0.8, 0.0]), ([0.0, 0.0, 3.0], [0.5, 0.25, 0.25])):
         log_norm = math.log(sum(math.exp(x) for x in lg))
-        ce.append(-sum(q * (x - log_norm) for q, x in zip(zz, lg)))
+        ce.append(-sum(q * (x - log_norm) for q, x in zip(zz, lg, strict=True)))
     expected = (2.0 * ce[0] + 0.5 * ce[1]) / 2  # weighted, averaged over pixels
     assert _ce(logits, z, v).item() == pytest.approx(expected, rel=1e-6)
     # on paper: log(1 + e + e^2) = 2.40760596, log(2 + e^3) = 3.09492296

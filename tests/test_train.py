@@ -1,4 +1,5 @@
 import json
+from itertools import pairwise
 
 import numpy as np
 import pytest
@@ -8,14 +9,14 @@ from PIL import Image
 from safetensors.torch import load_file
 
 from colorizer import checkpoint
-from toolkit.cli import main
+from colorizer.color import lab_batch
 from colorizer.data import PhotoDataset, scan_folder
 from colorizer.loss import encode_targets
-from colorizer.prior import compute_prior, rebalance_weights
 from colorizer.models import build_model
-from colorizer.color import lab_batch
+from colorizer.prior import compute_prior, rebalance_weights
 from colorizer.train import lr_factor, parameter_groups
 from tests.conftest import TINY_OPTIONS
+from toolkit.cli import main
 
 
 def train_args(data, out, *extra):
@@ -155,7 +156,7 @@ def test_cosine_schedule_warms_up_then_decays_to_zero():
     factors = [lr_factor("cosine", step, total) for step in range(total)]
     peak = int(np.argmax(factors))
     assert factors[0] < 0.05 and factors[peak] == pytest.approx(1.0) and 0 < peak < total * 0.05
-    assert all(a >= b for a, b in zip(factors[peak:], factors[peak + 1:]))  # never rises after the peak
+    assert all(a >= b for a, b in pairwise(factors[peak:]))  # never rises after the peak
     assert factors[total // 2] == pytest.approx(0.5, abs=0.03) and factors[-1] < 1e-4
     assert lr_factor("constant", 999, total) == 1.0
 

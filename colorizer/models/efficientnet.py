@@ -124,7 +124,7 @@ class EfficientNetColorizer(nn.Module):
             # large enough at the start that a hint shows (soft-encoded weights are at most 1)
             self.hint_gain = nn.Parameter(torch.tensor(4.0))
 
-    def train(self, mode: bool = True) -> "EfficientNetColorizer":
+    def train(self, mode: bool = True) -> EfficientNetColorizer:
         super().train(mode)
         for module in self.frozen:
             module.eval()  # frozen batch norms keep their ImageNet statistics
