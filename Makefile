@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo test bench models paper clean
+.PHONY: install demo test lint bench models paper clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -21,12 +21,16 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
+lint: $(STAMP)
+	$(BIN)/ruff check .
+
 bench: $(STAMP)
 	$(BIN)/python bench/targets.py
 	$(BIN)/python bench/infer.py
 	$(BIN)/python bench/models.py
 	$(BIN)/python bench/train_step.py
 	$(BIN)/python bench/demo.py
+	$(BIN)/python bench/hints.py
 	$(BIN)/python bench/study_load.py
 
 clean:

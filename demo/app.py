@@ -71,6 +71,7 @@ def build_demo(models: logic.Models | Mapping[str, Colorizer | str | os.PathLike
     editor = logic.HintEditor(models)
     pngs = tempfile.TemporaryDirectory(prefix="colorizer-demo-")
     png = partial(logic.save_png, pngs.name)
+    jpeg = partial(logic.save_jpeg, pngs.name)
 
     @shows_user_errors
     def show(path: str | None, name: str, temperature: float, board: logic.HintBoard):
@@ -84,7 +85,7 @@ def build_demo(models: logic.Models | Mapping[str, Colorizer | str | os.PathLike
         truth = (png(views.original, "original"), result) if views.original else None
         return ((png(views.gray, "gray"), result), result, png(views.compared, "models"),
                 png(views.uncertainty, "uncertainty"), truth, gr.Tab(visible=truth is not None),
-                png(logic.hint_view(views.result, board), "hints"), result, (path, name, temperature, board.hints))
+                jpeg(logic.hint_view(views.result, board), "hints"), result, (path, name, temperature, board.hints))
 
     def show_new_photo(path: str | None, name: str, temperature: float):
         board = logic.HintBoard()
@@ -102,19 +103,18 @@ def build_demo(models: logic.Models | Mapping[str, Colorizer | str | os.PathLike
 
     @shows_user_errors
     def redraw(path: str, name: str, temperature: float, board: logic.HintBoard, suggestions=None):
-        """The colorization after a hint edit: the hint view, the full-resolution result, its download,
-        the hint list, the picker on the selected hint's colour and the colours suggested for its spot."""
-        result = editor.colorize(path, name, temperature, board)
+        """The page after a hint edit: the hint view, the full-resolution result, its download, the hint
+        list, the picker on the selected hint's colour and, unless None (kept), the colours suggested there."""
+        result, view = editor.views(path, name, temperature, board)
         result_png = png(result, "colorized")
         selected = board.hints[board.selected].hex if board.selected is not None else gr.skip()
-        if suggestions is None:
-            suggestions = editor.suggestions(path, name, board)
-        return (board, png(logic.hint_view(result, board), "hints"), result_png, result_png, board.chips(),
-                selected, logic.swatches(suggestions))
+        return (board, jpeg(view, "hints"), result_png, result_png, board.chips(), selected,
+                gr.skip() if suggestions is None else logic.swatches(suggestions))
 
-    def hint_edit(edit):
+    def hint_edit(edit, same_spot: bool = False):
         """A handler that applies `edit(board, *values)` to the hints and redraws; nothing happens without
-        a photo, and a model without hint inputs only says so."""
+        a photo, and a model without hint inputs only says so. `same_spot`: the edit leaves the selected
+        hint where it is and the others as they are, so the suggested colours stay."""
         @shows_user_errors
         def handler(path, name, temperature, board, *values):
             if path is None:
@@ -123,7 +123,10 @@ def build_demo(models: logic.Models | Mapping[str, Colorizer | str | os.PathLike
                 gr.Info(logic.no_hints_message(name))
                 return [gr.skip()] * 7
             edited = edit(board, *values)
-            return [gr.skip()] * 7 if edited is board else redraw(path, name, temperature, edited)
+            if edited is board:
+                return [gr.skip()] * 7
+            suggestions = None if same_spot else editor.suggestions(path, name, edited)
+            return redraw(path, name, temperature, edited, suggestions)
         return handler
 
     def clicked(shown_at_view_size: bool):
@@ -188,7 +191,7 @@ def build_demo(models: logic.Models | Mapping[str, Colorizer | str | os.PathLike
                         clear = gr.Button("Clear all", size="sm", min_width=60, elem_id="clear-hints")
             with gr.Column(scale=2):
                 with gr.Tab("Colour hints"):
-                    hints_view = gr.Image(label="Click to place a hint", format="png", interactive=False,
+                    hints_view = gr.Image(label="Click to place a hint", format="jpeg", interactive=False,
                                           buttons=["fullscreen"], elem_id="hint-view")
                     download = gr.DownloadButton("Download PNG", elem_id="download")
                 with gr.Tab("Before / after") as slider_tab:
@@ -217,7 +220,7 @@ def build_demo(models: logic.Models | Mapping[str, Colorizer | str | os.PathLike
         hint_inputs = inputs + [board]
         for view, at_view_size in ((hints_view, True), (result, False), (photo, False)):
             view.select(clicked(at_view_size), hint_inputs + [move], edited, trigger_mode="always_last", **private)
-        recolour = hint_edit(lambda b, colour: b.recolour(logic.rgb_of_hex(colour)))
+        recolour = hint_edit(lambda b, colour: b.recolour(logic.rgb_of_hex(colour)), same_spot=True)
         pick = hint_edit(logic.HintBoard.select)
 
         def on_swatch(path, name, temperature, board, evt: gr.EventData):

@@ -1,0 +1,102 @@
+"""Median time the demo takes to colorize a 1024x768 photo again after a colour hint is added.
+
+Times what the page's handler does after each hint edit, without Gradio's transport: `HintEditor.views`
+(the network and the decoding from the photo's kept lightness, then the hint view with its markers) and
+the files it writes (the result as PNG, the view as JPEG). The photo already has two hints; each run adds one
+at a random spot. Also reported: a whole click that places a hint, which first asks the model for the
+likeliest colours there (`Colorizer.suggest`). Uses the bundled default model if it takes hints;
+otherwise (until it is retrained with hint inputs) a randomly initialised effnet-lite0 with hint inputs
+at the same 160 px working size (the same compute), and says so. Goal: 0.3 s.
+The last line printed is `median_s=<seconds> goal_s=0.3 ratio=<median / goal>`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bench.demo import cpu_name  # noqa: E402
+
+GOAL_S = 0.3
+HINT_OPTIONS = {"pretrained": False, "frozen_stages": 2, "hint_inputs": True}
+
+
+def hint_model(folder: Path) -> str:
+    """The bundled default model if it takes hints, else a random one of the same shape saved in `folder`."""
+    from colorizer import checkpoint
+    from colorizer.infer import DEFAULT_MODEL, Colorizer, bundled_model_path
+    from colorizer.models import build_model
+
+    if bundled_model_path(DEFAULT_MODEL).is_file() and Colorizer.load(DEFAULT_MODEL).takes_hints:
+        return DEFAULT_MODEL
+    checkpoint.save_model(folder / "model", build_model("effnet-lite0", **HINT_OPTIONS),
+                          {"preset": "effnet-lite0", "options": HINT_OPTIONS, "input_size": 160, "prior": [1 / 313] * 313})
+    return str(folder)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=15)
+    parser.add_argument("--warmup", type=int, default=5)
+    args = parser.parse_args()
+
+    import torch
+    from PIL import Image
+
+    from colorizer.decode import DEFAULT_TEMPERATURE
+    from demo.app import EXAMPLES_DIR
+    from demo.logic import HintBoard, HintEditor, Models, save_jpeg, save_png
+
+    rng = random.Random(0)
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        source = hint_model(tmp)
+        what = "bundled model 'generic'" if source == "generic" else \
+            "NO hint-capable bundled model yet: a random effnet-lite0 with hint inputs, 160 px"
+        photo = tmp / "photo.jpg"
+        with Image.open(EXAMPLES_DIR / "church.jpg") as example:
+            example.resize((1024, 768), Image.LANCZOS).save(photo, quality=90)
+        editor = HintEditor(Models({"generic": source}))  # loaded as the demo loads it: the frozen graph
+        board = HintBoard().place(300, 200, (40, 90, 160)).place(700, 600, (60, 140, 50))
+        editor.views(photo, "generic", DEFAULT_TEMPERATURE, board)  # the upload's first colorization
+
+        def spot() -> tuple[int, int]:
+            return rng.randrange(1024), rng.randrange(768)
+
+        def redraw(board: HintBoard) -> None:
+            result, view = editor.views(photo, "generic", DEFAULT_TEMPERATURE, board)
+            save_png(tmp, result, "colorized"), save_jpeg(tmp, view, "hints")
+
+        edits, clicks = [], []
+        for run in range(args.warmup + args.runs):
+            rgb = [rng.randrange(256) for _ in range(3)]
+            start = time.perf_counter()
+            redraw(board.place(*spot(), rgb))
+            edits.append(time.perf_counter() - start)
+            start = time.perf_counter()
+            clicked, _ = editor.click(photo, "generic", board, *spot(), move=False)
+            redraw(clicked)
+            clicks.append(time.perf_counter() - start)
+        edits, clicks = edits[args.warmup :], clicks[args.warmup :]
+
+    print(f"model: {what}")
+    print(f"machine: {cpu_name()}, {os.cpu_count()} cores, torch threads {torch.get_num_threads()}, "
+          f"load average {os.getloadavg()[0]:.1f}")
+    print(f"a click that places a hint (suggested colours, then the same): median {statistics.median(clicks):.3f} s")
+    print(f"colorizing 1024x768 again after a hint is added, {args.runs} runs: min {min(edits):.3f} s, "
+          f"max {max(edits):.3f} s")
+    median = statistics.median(edits)
+    print(f"median_s={median:.3f} goal_s={GOAL_S} ratio={median / GOAL_S:.2f}")
+
+
+if __name__ == "__main__":
+    main()
