@@ -73,7 +73,9 @@ def plot_votes_per_image(images: pd.DataFrame, models: tuple[str, str], stem: Pa
     return _save(figure, stem)
 
 
-def plot_condition_wins_per_image(table: pd.DataFrame, conditions: tuple[str, ...], stem: Path, title: str) -> list[Path]:
+def plot_condition_wins_per_image(
+    table: pd.DataFrame, conditions: tuple[str, ...], stem: Path, title: str
+) -> list[Path]:
     """Figure 2 for several conditions: per image, one bar per condition with its win rate (the share
     of its trials on that image that it won) and the Wilson 95% interval; 50% dashed."""
     import numpy as np
@@ -128,7 +130,9 @@ def plot_win_matrix(wins: pd.DataFrame, stem: Path, title: str) -> list[Path]:
     return _save(figure, stem)
 
 
-def plot_bradley_terry(scores: dict[str, float], intervals: dict[str, list[float]], stem: Path, title: str) -> list[Path]:
+def plot_bradley_terry(
+    scores: dict[str, float], intervals: dict[str, list[float]], stem: Path, title: str
+) -> list[Path]:
     """The conditions' Bradley-Terry scores (log-strengths, mean 0), best on top, with their 95% intervals."""
     plt = _pyplot()
     ranked = sorted(scores, key=lambda condition: scores[condition])

@@ -32,7 +32,12 @@ def write_vote_analysis(
     files and skipped, with a note in the report, when there are none or a file is missing.
     Returns the summary that went into summary.json.
     """
-    from analysis.figures import plot_bradley_terry, plot_condition_wins_per_image, plot_votes_per_image, plot_win_matrix
+    from analysis.figures import (
+        plot_bradley_terry,
+        plot_condition_wins_per_image,
+        plot_votes_per_image,
+        plot_win_matrix,
+    )
     from analysis.votes import analyze
 
     out_dir = Path(out_dir)
@@ -125,17 +130,8 @@ def render_report(summary: dict[str, Any], notes: list[str]) -> str:
     significant = {model: sum(1 for row in images if row["significant"] and row["winner"] == model)
                    for model in (first, second)}
     failed = catch["n_participants_failed"]
-    lines = [f"# Preference votes: {first} vs {second}", "", *_simulated_warning(summary)]
+    lines = _report_opening(summary, f"{first} vs {second}")
     lines += [
-        f"Studies: {', '.join(summary['studies']) or 'unnamed'}. Written by `colorizer analyze votes`; "
-        "every number is also in [summary.json](summary.json).",
-        "",
-        "## Results",
-        "",
-        f"- **Participants:** {summary['n_participants']}, casting {summary['n_votes']} votes on "
-        f"{summary['n_images']} images (catch trials not counted). "
-        + (f"{failed} participants who failed a catch trial are excluded." if catch["excluded"]
-           else f"All participants are kept, including {failed} who failed at least one catch trial."),
         f"- **Overall preference:** {first} got {share['votes']} votes, {_percent(share['share'])} "
         f"(95% interval {_interval(share['share_ci95'])}, allowing for clustering by participant and by "
         f"image; {_interval(unclustered['ci95'])} if every vote were independent).",
@@ -198,6 +194,24 @@ def render_report(summary: dict[str, Any], notes: list[str]) -> str:
     return "\n".join(lines)
 
 
+def _report_opening(summary: dict[str, Any], title: str) -> list[str]:
+    """The title, the simulated-data warning, the studies, and the participants bullet of Results."""
+    catch = summary["catch"]
+    failed = catch["n_participants_failed"]
+    return [
+        f"# Preference votes: {title}", "", *_simulated_warning(summary),
+        f"Studies: {', '.join(summary['studies']) or 'unnamed'}. Written by `colorizer analyze votes`; "
+        "every number is also in [summary.json](summary.json).",
+        "",
+        "## Results",
+        "",
+        f"- **Participants:** {summary['n_participants']}, casting {summary['n_votes']} votes on "
+        f"{summary['n_images']} images (catch and practice trials not counted). "
+        + (f"{failed} participants who failed a catch trial are excluded." if catch["excluded"]
+           else f"All participants are kept, including {failed} who failed at least one catch trial."),
+    ]
+
+
 def _simulated_warning(summary: dict[str, Any]) -> list[str]:
     if not summary["simulated"]:
         return []
@@ -221,7 +235,8 @@ def _paired_sections(summary: dict[str, Any]) -> list[str]:
         lines += ["## Fooling rates", "", "Share of the trials against the original photo (`truth`) in which "
                   "the colorization was chosen (Zhang et al. 2016 report 32% for their full method).", "",
                   "| condition | trials | fooling rate | 95% interval |", "| --- | ---: | ---: | --- |"]
-        lines += [f"| {condition} | {fooling['n'][condition]} | {_percent(rate)} | {_interval(fooling['ci95'][condition])} |"
+        lines += [f"| {condition} | {fooling['n'][condition]} | {_percent(rate)} | "
+                  f"{_interval(fooling['ci95'][condition])} |"
                   for condition, rate in sorted(fooling["rates"].items(), key=lambda item: -item[1])]
         lines += [""]
     lines += ["## Win matrix", "", "![Win matrix](win_matrix.png)", "",
@@ -234,17 +249,8 @@ def render_conditions_report(summary: dict[str, Any], notes: list[str]) -> str:
     catch = summary["catch"]
     left = summary["left_choices"]
     failed = catch["n_participants_failed"]
-    lines = [f"# Preference votes: {', '.join(summary['conditions'])}", "", *_simulated_warning(summary)]
+    lines = _report_opening(summary, ", ".join(summary["conditions"]))
     lines += [
-        f"Studies: {', '.join(summary['studies']) or 'unnamed'}. Written by `colorizer analyze votes`; "
-        "every number is also in [summary.json](summary.json).",
-        "",
-        "## Results",
-        "",
-        f"- **Participants:** {summary['n_participants']}, casting {summary['n_votes']} votes on "
-        f"{summary['n_images']} images (catch and practice trials not counted). "
-        + (f"{failed} participants who failed a catch trial are excluded." if catch["excluded"]
-           else f"All participants are kept, including {failed} who failed at least one catch trial."),
         f"- **Position bias:** {_percent(left['share'])} of the choices were the left image "
         f"(95% interval {_interval(left['ci95'])}; binomial p = {_p(left['p_value'])} against 50%).",
         "- **Catch trials:** " + (

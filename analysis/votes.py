@@ -382,13 +382,16 @@ def analyze(votes: pd.DataFrame, exclude_failed_catch: bool = False, seed: int =
     summary["conditions"] = list(ranked)
     summary["images"] = [
         {"image_id": image_id,
-         "conditions": {row.condition: {"trials": int(row.trials), "wins": int(row.wins), "win_rate": float(row.win_rate),
-                                        "ci95": [float(row.ci_low), float(row.ci_high)]}
-                        for row in rows.itertuples(index=False)}}
+         "conditions": {row.condition: _condition_record(row) for row in rows.itertuples(index=False)}}
         for image_id, rows in images.groupby("image_id", sort=False)
     ]
     return VoteAnalysis(models=ranked, images=images, win_matrix=win_matrix.loc[list(ranked), list(ranked)],
                         summary=summary)
+
+
+def _condition_record(row: Any) -> dict[str, Any]:
+    return {"trials": int(row.trials), "wins": int(row.wins), "win_rate": float(row.win_rate),
+            "ci95": [float(row.ci_low), float(row.ci_high)]}
 
 
 def analyze_pair(analysed: pd.DataFrame, summary: dict[str, Any], win_matrix: pd.DataFrame, seed: int) -> VoteAnalysis:

@@ -126,7 +126,9 @@ class StudyServer:
     storage_errors: StorageErrorLog = field(default_factory=StorageErrorLog)
 
     def load_pages(self, protocols: dict[str, Protocol]) -> None:
-        self.pages = {name: self.pages.get(name) or self.render_page(name, protocol) for name, protocol in protocols.items()}
+        self.pages = {
+            name: self.pages.get(name) or self.render_page(name, protocol) for name, protocol in protocols.items()
+        }
 
     def render_page(self, name: str, protocol: Protocol) -> str:
         config = {

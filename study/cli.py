@@ -23,7 +23,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     commands = study.add_subparsers(dest="study_command", required=True, metavar="COMMAND")
 
     prepare = commands.add_parser(
-        "prepare", help="sample photos, make each condition's picture of them (models, truth, imports), record the study"
+        "prepare",
+        help="sample photos, make each condition's picture of them (models, truth, imports), record the study",
     )
     prepare.add_argument("--name", required=True, help="study name (unique in the database)")
     prepare.add_argument("--models", nargs="+", default=[], metavar="MODEL",
@@ -79,7 +80,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     export.add_argument("--study", help="only this study (default: all)")
     export.set_defaults(func=run_export)
 
-    backup = commands.add_parser("backup", help="copy a SQLite study database while the server runs (SQLite's backup API)")
+    backup = commands.add_parser(
+        "backup", help="copy a SQLite study database while the server runs (SQLite's backup API)"
+    )
     add_db_argument(backup)
     backup.add_argument("--out", required=True, metavar="FILE", help="the copy (written atomically)")
     backup.set_defaults(func=run_backup)

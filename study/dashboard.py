@@ -14,7 +14,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from study.export import session_vote_rows, studies_to_export
-from study.models import CATCH_MODEL, Assignment, Participant, Study, as_utc, utcnow
+from study.models import Assignment, Participant, Study, as_utc, utcnow
 
 # A participant who has not finished and has not voted for this long has dropped out.
 DROPPED_AFTER = dt.timedelta(minutes=30)
@@ -180,7 +180,8 @@ def panel_html(studies: list[StudyOverview]) -> str:
 <table class="figures">
 <tr><th>enrolled</th><td class="enrolled">{study.enrolled}</td></tr>
 <tr><th>completed</th><td class="completed">{study.completed}</td></tr>
-<tr><th>dropped out (no vote for {int(DROPPED_AFTER.total_seconds() // 60)} min)</th><td class="dropped">{study.dropped_out}</td></tr>
+<tr><th>dropped out (no vote for {int(DROPPED_AFTER.total_seconds() // 60)} min)</th>
+<td class="dropped">{study.dropped_out}</td></tr>
 <tr><th>median duration (completed)</th><td class="duration">{_minutes(study.median_duration_s)}</td></tr>
 <tr><th>catch pass rate</th><td class="catch">{_percent(study.catch_pass_rate)} of {study.catch_votes}</td></tr>
 <tr><th>votes flagged too fast</th><td class="too-fast">{study.too_fast} of {study.votes}</td></tr>

@@ -62,7 +62,8 @@ def withdraw(db_url: str, external_id: str, study: str | None = None) -> tuple[i
             query = query.where(Participant.study_id == study_id)
         participants = session.scalars(query).all()
         if not participants:
-            raise UserError(f"no participant with external id {external_id!r}" + (f" in study {study!r}" if study else ""))
+            where = f" in study {study!r}" if study else ""
+            raise UserError(f"no participant with external id {external_id!r}{where}")
         ids = [participant.id for participant in participants]
         votes = session.scalar(select(func.count()).select_from(Vote).where(Vote.participant_id.in_(ids)))
         with write_guard(session):

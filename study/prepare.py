@@ -159,7 +159,9 @@ def import_files(imports: Mapping[str, Path], photos: list[tuple[Path, PILImage.
             by_stem.setdefault(path.stem, []).append(path)
         missing = [stem for stem in stems if stem not in by_stem]
         if missing:
-            raise UserError(f"import {name} ({folder}) has no file for {len(missing)} sampled photos: {', '.join(missing)}")
+            raise UserError(
+                f"import {name} ({folder}) has no file for {len(missing)} sampled photos: {', '.join(missing)}"
+            )
         ambiguous = [stem for stem in stems if len(by_stem[stem]) > 1]
         if ambiguous:
             raise UserError(f"import {name} ({folder}) has several files for {', '.join(ambiguous)}")

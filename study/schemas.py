@@ -87,4 +87,6 @@ class VoteOut(ParticipantOut):
 
 class ErrorOut(BaseModel):
     error: str
-    reason: str | None = Field(default=None, description="A machine-readable cause where the page acts on it: study_full.")
+    reason: str | None = Field(
+        default=None, description="A machine-readable cause where the page acts on it: study_full."
+    )

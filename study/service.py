@@ -136,7 +136,9 @@ class TrialHistory:
 NEVER_ASSIGNED = TrialHistory()
 
 
-def choose_trials(trials: Sequence[Trial], history: Mapping[str, TrialHistory], rng: secrets.SystemRandom) -> list[Trial]:
+def choose_trials(
+    trials: Sequence[Trial], history: Mapping[str, TrialHistory], rng: secrets.SystemRandom
+) -> list[Trial]:
     """One trial per image: of an image's trials (one per pair of conditions) the one assigned least
     often so far, so that across participants every pair is shown about equally often on every photo;
     among those, the pair this participant has had least, so that each participant sees all pairs;

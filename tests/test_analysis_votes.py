@@ -197,7 +197,8 @@ STRENGTHS = {"truth": 1.2, "dogs": 0.4, "generic": -0.4, "ddcolor": -1.2}
 
 
 def test_bradley_terry_recovers_known_strengths_and_fooling_rates():
-    votes = prepare_votes(simulate_condition_votes(STRENGTHS, n_participants=60, image_ids=[f"i{k}" for k in range(12)]))
+    images = [f"i{k}" for k in range(12)]
+    votes = prepare_votes(simulate_condition_votes(STRENGTHS, n_participants=60, image_ids=images))
     summary = analyze(votes, seed=1).summary
     bradley_terry = summary["bradley_terry"]
     assert summary["conditions"] == list(STRENGTHS)  # ranked by score
@@ -224,7 +225,9 @@ def test_bradley_terry_intervals_allow_for_participants_who_agree_with_themselve
     votes = votes.assign(chosen_model=np.where(taste, pair.min(axis=1), pair.max(axis=1)))
     votes = prepare_votes(votes.assign(choice=np.where(votes["chosen_model"] == votes["left_model"], "left", "right")))
     independent = votes.assign(participant_id=[f"v{k}" for k in range(len(votes))])
-    width = lambda summary: np.mean([high - low for low, high in summary["bradley_terry"]["ci95"].values()])  # noqa: E731
+    def width(summary: dict) -> float:
+        return np.mean([high - low for low, high in summary["bradley_terry"]["ci95"].values()])
+
     assert width(analyze(votes).summary) > 1.2 * width(analyze(independent).summary)
 
 

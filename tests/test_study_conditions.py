@@ -72,7 +72,8 @@ def test_four_conditions_through_the_server_recover_the_strengths(tmp_path, stud
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())
 
     assert summary["n_votes"] == PARTICIPANTS * PHOTOS  # practice and catch votes left out
-    assert summary["catch"] == {"n_votes": PARTICIPANTS, "pass_rate": 1.0, "n_participants_failed": 0, "excluded": False}
+    assert summary["catch"] == {
+        "n_votes": PARTICIPANTS, "pass_rate": 1.0, "n_participants_failed": 0, "excluded": False}
     assert summary["conditions"] == list(STRENGTHS)  # the order of the strengths
     scores, intervals = summary["bradley_terry"]["scores"], summary["bradley_terry"]["ci95"]
     for condition, strength in STRENGTHS.items():

@@ -81,7 +81,8 @@ def test_the_figures_and_downloads_per_study(four):
         assert by_id["done"]["completed"] == "True" and by_id["done"]["answered"] == "5"
         assert by_id["done"]["viewport_width"] == "390" and by_id["done"]["user_agent"] == "Phone/1"
         (started_vote,) = [row for row in vote_rows(four) if row["external_id"] == "started"]
-        expected = str(started_vote["catch_passed"]) if started_vote["is_catch"] else ""  # its first trial may be the catch
+        # Its first trial may be the catch trial.
+        expected = str(started_vote["catch_passed"]) if started_vote["is_catch"] else ""
         assert by_id["done"]["catch_passed"] in ("True", "False") and by_id["started"]["catch_passed"] == expected
         assert by_id["started"]["completed"] == "False" and by_id["started"]["focus_losses"] == "1"
         stimuli_rows = list(csv.DictReader(io.StringIO(client.get("/admin/stimuli.csv").text)))
