@@ -66,7 +66,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     tokens.add_argument(
         "--admin-token-file",
         metavar="FILE",
-        help="file holding the bearer token for /admin/export.csv (default $COLORIZER_ADMIN_TOKEN, "
+        help="file holding the admin token for /admin and its downloads (default $COLORIZER_ADMIN_TOKEN, "
         "else a random one is printed)",
     )
     tokens.add_argument("--admin-token", help="the token itself (visible to other users in `ps`: prefer the file)")
@@ -170,7 +170,7 @@ def admin_token(args: argparse.Namespace) -> str:
     if token := os.environ.get("COLORIZER_ADMIN_TOKEN"):
         return token
     token = secrets.token_urlsafe(24)
-    print(f"admin token for /admin/export.csv: {token}", file=sys.stderr)
+    print(f"admin token for /admin (the dashboard) and its downloads: {token}", file=sys.stderr)
     return token
 
 
@@ -196,7 +196,8 @@ def run_serve(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     app = create_app(args.db, args.media, admin_token(args))
     raise_open_file_limit()
-    print(f"study page: http://{args.host}:{args.port}/ (add ?PROLIFIC_PID=... or ?pid=...)", file=sys.stderr)
+    print(f"study page: http://{args.host}:{args.port}/?study=NAME (add &PROLIFIC_PID=... or &pid=...), "
+          f"dashboard: http://{args.host}:{args.port}/admin", file=sys.stderr)
     # One process: SQLite has one writer anyway, and votes are short transactions.
     uvicorn.run(
         app,
