@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo test bench models paper clean
+.PHONY: install demo test lint bench models paper clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -20,6 +20,9 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
 
 bench: $(STAMP)
 	$(BIN)/python bench/targets.py
@@ -55,17 +58,22 @@ models: $(STAMP)
 	$(TRAIN_ENV) $(BIN)/colorizer train --data $(DATA)/dogs/train --val $(DATA)/dogs/val $(TRAIN_FLAGS) $(DOGS_FLAGS) --out runs/dogs
 	$(BIN)/python -m colorizer.bundle runs/generic runs/dogs
 
+# broad/val rows of docs/samples.png: a portrait, a child outdoors, a street, a room
+SAMPLE_PHOTOS = $(addprefix $(DATA)/broad/val/,kodak/877eb8_kodim04.jpg flickr8k/15bf78_1028205764_7e8df9a2ea.jpg \
+	sun80/737478_street_sun_bkgpqbvgorkjqzgp.jpg sun80/08b08c_youth_hostel_sun_bggjirgsdnqewgwp.jpg)
 # Every table and figure of docs/: evaluation, table 2, samples, and the vote figures of VOTES_DB
 # (default: a study prepared from dogs/val with simulated votes, labelled as simulated wherever it appears).
 VOTES_DB ?= sqlite:///paper/simulated.db
 STUDY ?= simulated-demo
 paper: $(STAMP)
 	mkdir -p paper docs/eval docs/figures
-	for m in generic dogs; do for s in generic dogs; do \
-	  $(BIN)/colorizer eval --model $$m --data $(DATA)/$$s/val --json docs/eval/eval_$${m}_on_$$s.json || exit 1; done; done
-	for s in generic dogs; do \
+	for m in generic dogs; do for s in generic dogs broad; do \
+	  hints=$$( [ $$m = generic ] && [ $$s != dogs ] && echo "--hints 0,10,100" ); \
+	  $(BIN)/colorizer eval --model $$m --data $(DATA)/$$s/val $$hints --json docs/eval/eval_$${m}_on_$$s.json || exit 1; done; done
+	for s in generic dogs broad; do \
 	  $(BIN)/colorizer analyze classify --models dogs generic --data $(DATA)/$$s/val --out paper/classify_$$s || exit 1; done
-	$(BIN)/colorizer analyze samples --models generic dogs --data $(DATA)/dogs/val $(DATA)/generic/val --size 128 --out docs/samples.png
+	$(BIN)/colorizer analyze samples --models generic dogs --data $(DATA)/dogs/val $(DATA)/generic/val $(SAMPLE_PHOTOS) \
+	  --rows 10 --size 128 --out docs/samples.png
 	if [ "$(VOTES_DB)" = "sqlite:///paper/simulated.db" ]; then \
 	  rm -rf paper/simulated.db* paper/media && \
 	  $(BIN)/colorizer study prepare --name $(STUDY) --models dogs generic --images $(DATA)/dogs/val --n 30 --seed 1 \

@@ -9,8 +9,10 @@ from pathlib import Path
 def register(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser("samples", help="a figure of sample colorizations (docs/samples.png)")
     parser.add_argument("--models", nargs="+", default=["generic", "dogs"], help="models, one column each")
-    parser.add_argument("--data", nargs="+", required=True, type=Path, help="photo folders to draw rows from")
-    parser.add_argument("--rows", type=int, default=12, help="photos in all, spread evenly over the folders")
+    parser.add_argument("--data", nargs="+", required=True, type=Path,
+                        help="photo folders to draw rows from at random, or photo files to show as they are")
+    parser.add_argument("--rows", type=int, default=12,
+                        help="photos in all: the files given, then the rest spread evenly over the folders")
     parser.add_argument("--size", type=int, default=192, help="height of a row in pixels")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, required=True, help="PNG file to write")
@@ -28,12 +30,15 @@ def run(args: argparse.Namespace) -> int:
     from colorizer.infer import Colorizer, gray_image
 
     colorizers = [Colorizer.load(name) for name in args.models]
-    per_folder = -(-args.rows // len(args.data))
+    chosen = [path for path in args.data if path.is_file()]
+    folders = [path for path in args.data if not path.is_file()]
     photos = []
-    for folder in args.data:
-        colour = scan_folder(folder, progress=False).colour
-        photos += random.Random(args.seed).sample(colour, min(per_folder, len(colour)))
-    photos = photos[: args.rows]
+    if folders:
+        per_folder = -(-max(0, args.rows - len(chosen)) // len(folders))
+        for folder in folders:
+            colour = scan_folder(folder, progress=False).colour
+            photos += random.Random(args.seed).sample(colour, min(per_folder, len(colour)))
+    photos = (photos[: max(0, args.rows - len(chosen))] + chosen)[: args.rows]
     columns = ["gray", *args.models, "ground truth"]
     header, cell = 24, args.size
     width = cell * 4 // 3
