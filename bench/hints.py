@@ -77,7 +77,7 @@ def main() -> None:
             save_png(tmp, result, "colorized"), save_jpeg(tmp, view, "hints")
 
         edits, clicks = [], []
-        for run in range(args.warmup + args.runs):
+        for _ in range(args.warmup + args.runs):
             rgb = [rng.randrange(256) for _ in range(3)]
             start = time.perf_counter()
             redraw(board.place(*spot(), rgb))

@@ -6,9 +6,9 @@ import functools
 import os
 import signal
 import tempfile
+from collections.abc import Mapping
 from functools import partial
 from pathlib import Path
-from typing import Mapping
 
 # Gradio reads these when imported: no usage analytics, no Hugging Face look-ups; the demo works offline
 os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
@@ -180,7 +180,8 @@ def build_demo(models: logic.Models | Mapping[str, Colorizer | str | os.PathLike
                 with gr.Group(elem_id="hints"):
                     hint_help = gr.Markdown(HINT_HELP, padding=True)
                     swatches = gr.HTML([], html_template=SWATCHES, css_template=BUTTON_CSS, js_on_load=SEND_SWATCH,
-                                       label="Suggested colours for the selected hint", container=True, show_label=True, elem_id="swatches")
+                                       label="Suggested colours for the selected hint", container=True,
+                                       show_label=True, elem_id="swatches")
                     picker = gr.ColorPicker("#c0392b", label="Colour of the selected hint", elem_id="hint-colour")
                     chips = gr.HTML([], html_template=CHIPS, css_template=BUTTON_CSS, js_on_load=SEND_CHIP,
                                     label="Hints (click one to select it)", container=True, show_label=True, elem_id="hint-chips")

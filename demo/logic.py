@@ -9,10 +9,11 @@ import threading
 import time
 import uuid
 from collections import OrderedDict
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -94,7 +95,7 @@ def colorize_jobs(colorizer: Colorizer, jobs: Sequence[tuple[Image.Image, float,
         indices = [i for i, (_, t, _) in enumerate(jobs) if t == temperature]
         images = colorizer.colorize_many([jobs[i][0] for i in indices], temperature, batch_size=len(indices),
                                          hints=[jobs[i][2] for i in indices])
-        results.update(zip(indices, images))
+        results.update(zip(indices, images, strict=True))
     return [results[i] for i in range(len(jobs))]
 
 

@@ -10,7 +10,6 @@ import pytest
 from conftest import photo
 from PIL import Image
 
-
 pytestmark = [pytest.mark.timeout(90), pytest.mark.filterwarnings("ignore:::gradio.queueing")]
 
 gradio_client = pytest.importorskip("gradio_client")

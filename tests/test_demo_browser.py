@@ -85,7 +85,7 @@ PIXEL = """async ([selector, x, y]) => {
 
 
 @pytest.fixture
-def hint_page(hint_server, tmp_path):
+def hint_page(hint_server, tmp_path):  # noqa: F811  (the fixture imported above)
     """The page with a 320x240 gray photo uploaded and colorized by the hint-capable model."""
     upload = tmp_path / "gray.png"
     photo(320, 240).convert("L").save(upload)
