@@ -13,12 +13,11 @@ from colorizer.bins import NUM_BINS, nearest_bins
 
 @dataclass(frozen=True)
 class LossSettings:
-    """What shapes the training targets besides the data: the soft encoding's k nearest bins and its
-    Gaussian sigma (ab units), and the rebalancing's uniform mixing lambda (`mix`)."""
+    """How a batch's soft targets are made: the k nearest bins and the Gaussian sigma (ab units) of the
+    soft encoding. (The rebalancing's lambda is baked into the class weights passed beside them.)"""
 
     neighbours: int = 5
     sigma: float = 5.0
-    mix: float = 0.5
 
 
 class Targets(NamedTuple):

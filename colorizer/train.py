@@ -124,10 +124,6 @@ class TrainingData:
     photo_shares: torch.Tensor | None  # each training photo's sampling weight (None: each once an epoch)
     summary: str
 
-    @property
-    def train_paths(self) -> list[Path]:
-        return self.train_set.paths
-
 
 def training_data(args: argparse.Namespace, is_main: bool) -> TrainingData:
     scans = [scan_folder(folder, limit=args.limit, progress=is_main, min_chroma=args.min_chroma)
@@ -288,7 +284,7 @@ def train(args: argparse.Namespace) -> Path:
 
 
 def loss_settings(args: argparse.Namespace) -> LossSettings:
-    return LossSettings(neighbours=args.neighbours, sigma=args.sigma, mix=args.mix)
+    return LossSettings(neighbours=args.neighbours, sigma=args.sigma)
 
 
 def _folder_shares(folders: list[list[Path]], data_share: list[float] | None) -> list[float]:
