@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from study.cli import add_db_argument
 from analysis.classify import register as register_classify
 from analysis.samples import register as register_samples
+from study.cli import add_db_argument
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

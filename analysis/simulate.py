@@ -8,7 +8,7 @@ vote which way, sides, response times, catch failures) is random but seeded.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -28,7 +28,7 @@ PAPER_IMAGE_IDS = tuple(f"img{number:02d}" for number in range(1, 31))
 PAPER_CATCH_IDS = ("catch1", "catch2")
 PAPER_SHARE = 0.68
 PAPER_IMAGES_WON = 21
-_START = datetime(2024, 1, 1, tzinfo=timezone.utc)
+_START = datetime(2024, 1, 1, tzinfo=UTC)
 
 
 def simulate_votes(

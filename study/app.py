@@ -14,10 +14,11 @@ import re
 import secrets
 import threading
 import time
+from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, AsyncIterator, Callable, TypeVar
+from typing import Annotated, TypeVar
 from urllib.parse import parse_qs
 
 from fastapi import APIRouter, Cookie, Depends, FastAPI, Header, Request, Response
@@ -33,8 +34,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from colorizer.errors import UserError
 from study import service
-from study.db import POOL_OVERFLOW, POOL_SIZE, Database, open_database
 from study.dashboard import PARTICIPANT_COLUMNS, overview, panel_html, participant_rows
+from study.db import POOL_OVERFLOW, POOL_SIZE, Database, open_database
 from study.export import rows_csv, session_stimuli, session_vote_rows, stimuli_csv, votes_csv
 from study.protocol import Protocol, consent_html
 from study.schemas import (

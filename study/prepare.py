@@ -8,8 +8,8 @@ import itertools
 import random
 import secrets
 import sys
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Callable, Mapping
 
 import numpy as np
 from PIL import Image as PILImage
@@ -18,8 +18,8 @@ from sqlalchemy import select
 
 from colorizer.atomic import atomic_path
 from colorizer.errors import UserError
-from study.db import database_session
 from colorizer.images import find_images
+from study.db import database_session
 from study.models import CATCH_MODEL, TRUTH, Image, Stimulus, Study, Trial
 from study.protocol import Protocol
 

@@ -13,17 +13,17 @@ import datetime as dt
 import hashlib
 import secrets
 from collections import Counter
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping, Sequence
 
 from sqlalchemy import and_, bindparam, case, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, aliased, selectinload
 
 from study.db import write_guard
-from study.protocol import DEFAULT_EXPOSURE_MS, DEFAULT_QUESTION, Protocol, completion_link
 from study.models import Assignment, Image, Participant, Stimulus, Study, Trial, Vote, as_utc, public_id, utcnow
+from study.protocol import DEFAULT_EXPOSURE_MS, DEFAULT_QUESTION, Protocol, completion_link
 from study.schemas import (
     PARTICIPANT_TOKEN_HEADER,
     EnrolmentOut,

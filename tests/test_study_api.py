@@ -8,6 +8,13 @@ import threading
 from collections import Counter
 
 import pytest
+
+from study.app import create_app
+from study.db import open_database
+from study.export import VOTE_COLUMNS, vote_rows
+from study.models import CATCH_MODEL
+from study.schemas import VoteRequest
+from study.service import ServiceError, record_vote
 from tests.study_support import (
     ADMIN_TOKEN,
     FOUR_CONDITIONS,
@@ -21,13 +28,6 @@ from tests.study_support import (
     vote,
     vote_body,
 )
-
-from study.app import create_app
-from study.db import open_database
-from study.export import VOTE_COLUMNS, vote_rows
-from study.models import CATCH_MODEL
-from study.schemas import VoteRequest
-from study.service import ServiceError, record_vote
 
 pytestmark = pytest.mark.timeout(60)
 

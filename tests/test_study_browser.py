@@ -9,8 +9,6 @@ import time
 from pathlib import Path
 
 import pytest
-from tests.study_support import FAKE_COLORIZERS, STUDY, live_app, write_photos
-
 from sqlalchemy import func, select
 
 from study.app import create_app
@@ -19,6 +17,7 @@ from study.export import vote_rows
 from study.models import Participant
 from study.prepare import prepare_study
 from study.protocol import Protocol
+from tests.study_support import FAKE_COLORIZERS, STUDY, live_app, write_photos
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [

@@ -9,6 +9,12 @@ import json
 
 import httpx
 import pytest
+
+from analysis import cli as analysis_cli
+from analysis.simulate import BradleyTerryChooser
+from study.app import create_app
+from study.export import stimuli
+from study.models import CATCH_MODEL
 from tests.study_support import (
     FOUR_CONDITIONS,
     IMPORT_NAME,
@@ -18,12 +24,6 @@ from tests.study_support import (
     live_app,
     prepare_four_conditions,
 )
-
-from analysis import cli as analysis_cli
-from analysis.simulate import BradleyTerryChooser
-from study.app import create_app
-from study.export import stimuli
-from study.models import CATCH_MODEL
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 

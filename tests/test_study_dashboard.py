@@ -11,6 +11,9 @@ import shutil
 import httpx
 import pytest
 from fastapi.testclient import TestClient
+
+from study.app import ADMIN_COOKIE, create_app
+from study.export import vote_rows
 from tests.study_support import (
     ADMIN_TOKEN,
     FOUR_CONDITIONS,
@@ -21,9 +24,6 @@ from tests.study_support import (
     prepare_four_conditions,
     vote,
 )
-
-from study.app import ADMIN_COOKIE, create_app
-from study.export import vote_rows
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -132,9 +132,9 @@ def test_the_dashboard_in_chromium(four, tmp_path):
 
         with page.expect_download() as download:
             page.click("text=participants CSV")
-        rows = list(csv.DictReader(open(download.value.path())))
+        rows = list(csv.DictReader(io.StringIO(download.value.path().read_text())))
         assert sorted(row["external_id"] for row in rows) == ["", "one"]
         with page.expect_download() as download:
             page.click("text=votes CSV")
-        assert len(list(csv.DictReader(open(download.value.path())))) == 1
+        assert len(list(csv.DictReader(io.StringIO(download.value.path().read_text())))) == 1
         browser.close()

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import pytest
 import schemathesis
-from schemathesis import GenerationMode
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from tests.study_support import ADMIN_TOKEN
+from schemathesis import GenerationMode
 
 from study.app import create_app
 from study.export import vote_rows
+from tests.study_support import ADMIN_TOKEN
 
 pytestmark = pytest.mark.timeout(120)
 

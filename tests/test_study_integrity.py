@@ -24,6 +24,15 @@ import pytest
 from PIL import Image
 from sqlalchemy import event, select
 from sqlalchemy.exc import OperationalError
+
+from colorizer.errors import UserError
+from study import prepare as prepare_module
+from study.app import create_app
+from study.cli import admin_token
+from study.db import database_session
+from study.export import export_csv, stimuli, vote_rows
+from study.models import CATCH_MODEL, Assignment, Participant, Trial
+from study.prepare import prepare_study
 from tests.study_support import (
     ADMIN_TOKEN,
     FAKE_COLORIZERS,
@@ -35,15 +44,6 @@ from tests.study_support import (
     vote,
     vote_body,
 )
-
-from colorizer.errors import UserError
-from study import prepare as prepare_module
-from study.app import create_app
-from study.cli import admin_token
-from study.db import database_session
-from study.export import export_csv, stimuli, vote_rows
-from study.models import CATCH_MODEL, Assignment, Participant, Trial
-from study.prepare import prepare_study
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -12,6 +12,13 @@ import numpy as np
 import pytest
 from PIL import Image, ImageChops
 from sqlalchemy import select
+
+from colorizer.errors import UserError
+from study.cli import register
+from study.db import database_session, make_engine
+from study.export import stimuli, vote_rows
+from study.models import CATCH_MODEL, Trial
+from study.prepare import degrade, prepare_study
 from tests.study_support import (
     FAKE_COLORIZERS,
     FOUR_CONDITIONS,
@@ -25,13 +32,6 @@ from tests.study_support import (
     write_import,
     write_photos,
 )
-
-from colorizer.errors import UserError
-from study.cli import register
-from study.db import database_session, make_engine
-from study.export import stimuli, vote_rows
-from study.models import CATCH_MODEL, Trial
-from study.prepare import degrade, prepare_study
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -9,7 +9,6 @@ import re
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
-from tests.study_support import FAKE_COLORIZERS, STUDY, answer_all, enrol, vote
 
 from colorizer.errors import UserError
 from study.app import create_app
@@ -18,6 +17,7 @@ from study.export import vote_rows
 from study.models import Participant
 from study.prepare import prepare_study
 from study.protocol import Protocol
+from tests.study_support import FAKE_COLORIZERS, STUDY, answer_all, enrol, vote
 
 pytestmark = pytest.mark.timeout(60)
 
