@@ -188,3 +188,14 @@ def test_eval_hints_need_a_hint_model(tiny_checkpoint, photo_dir, capsys):
     assert "takes no colour hints" in capsys.readouterr().err
     assert main(["eval", "--model", str(tiny_checkpoint), "--data", str(photo_dir), "--hints", "ten"]) == 1
     assert "--hints takes distinct whole numbers" in capsys.readouterr().err
+
+
+def test_the_frozen_graph_of_a_hint_model_matches_eager_mode(tiny_hint_checkpoint):
+    image = photo(80, 60)
+    hints = [{"x": 10, "y": 10, "rgb": [255, 0, 0]}, {"x": 70, "y": 50, "rgb": [0, 0, 255], "radius": 8}]
+    eager = Colorizer.load(tiny_hint_checkpoint, precision="fp32")
+    frozen = Colorizer.load(tiny_hint_checkpoint, precision="fp32", optimize=True)
+    for given in (None, hints):
+        a = torch.tensor(list(eager.colorize(image, hints=given).getdata()), dtype=torch.float32)
+        b = torch.tensor(list(frozen.colorize(image, hints=given).getdata()), dtype=torch.float32)
+        assert (a - b).abs().max() <= 2

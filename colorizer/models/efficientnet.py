@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from colorizer.bins import NUM_BINS
+from colorizer.bins import NUM_BINS, ab_bins
 from colorizer.errors import UserError
 from colorizer.hints import AB_SCALE, HINT_CHANNELS, pool_hints
 
@@ -80,12 +80,16 @@ def _hint_embedding(channels: int, hidden: int = 64) -> nn.Sequential:
                          nn.Conv2d(hidden, channels, 1, bias=False))
 
 
-def _soft_encoded_hints(pooled: torch.Tensor) -> torch.Tensor:
-    """(N, 313, h, w): each hinted cell's colour soft-encoded over the bins as the training targets are,
-    zero where there is no hint."""
-    from colorizer.loss import encode_targets
-
-    encoded = encode_targets(pooled[:, :2].float() * AB_SCALE, torch.ones(NUM_BINS, device=pooled.device)).dense()
+def _soft_encoded_hints(pooled: torch.Tensor, k: int = 5, sigma: float = 5.0) -> torch.Tensor:
+    """(N, 313, h, w): each hinted cell's colour soft-encoded over the bins as the training targets are
+    (Gaussian weights on the k nearest), zero where there is no hint. A dense search over all bins, not
+    the lookup table of `bins.nearest_bins`: its shapes do not depend on the data, so the network
+    can be traced into a frozen graph, and the few cells of a hint map make it cheap."""
+    ab = (pooled[:, :2].float() * AB_SCALE).permute(0, 2, 3, 1)  # (N, h, w, 2)
+    d2 = (ab[..., None, :] - ab_bins().to(ab.device)).square().sum(-1)  # (N, h, w, 313)
+    nearest_d2, nearest = d2.topk(k, dim=-1, largest=False)
+    weights = torch.softmax(-nearest_d2 / (2 * sigma**2), dim=-1)
+    encoded = torch.zeros_like(d2).scatter_(-1, nearest, weights).permute(0, 3, 1, 2)
     return encoded * pooled[:, 2:].float()
 
 
