@@ -154,7 +154,7 @@ def plot_pair_montage(panels: list[tuple[str, Path, bool]], stem: Path, title: s
 
     plt = _pyplot()
     figure, axes = plt.subplots(1, len(panels), figsize=(3.6 * len(panels), 3.2), squeeze=False, layout="constrained")
-    for axis, (label, path, gray) in zip(axes[0], panels):
+    for axis, (label, path, gray) in zip(axes[0], panels, strict=True):
         with Image.open(path) as image:
             picture = image.convert("L" if gray else "RGB")
         picture.thumbnail((MONTAGE_PANEL_PIXELS, MONTAGE_PANEL_PIXELS))

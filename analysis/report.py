@@ -87,7 +87,8 @@ def _write_montages(
             (f"{model}: {record['votes'][model]} of {record['n_votes']} votes", colorizations.get((image_id, model)), False)
             for model in analysis.models
         ]
-        missing = [model for model, (_, path, _) in zip(analysis.models, panels) if path is None or not path.is_file()]
+        missing = [model for model, (_, path, _) in zip(analysis.models, panels, strict=True)
+                   if path is None or not path.is_file()]
         if missing:
             notes.append(f"Figure {number} ({_caption(name)}, image {image_id}) is not drawn: "
                          f"no stimulus file for {', '.join(missing)}.")

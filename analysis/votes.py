@@ -152,9 +152,9 @@ def per_image_table(votes: pd.DataFrame, models: tuple[str, str]) -> pd.DataFram
     )
     won, n = table["votes_first"].to_numpy(), table["n_votes"].to_numpy()
     ci_low, ci_high = proportion_confint(won, n, alpha=ALPHA, method="wilson")
-    p_values = [binomtest(int(k), int(total)).pvalue for k, total in zip(won, n)]
+    p_values = [binomtest(int(k), int(total)).pvalue for k, total in zip(won, n, strict=True)]
     significant, p_holm, _, _ = multipletests(p_values, alpha=ALPHA, method="holm")
-    winner = [first if 2 * k > total else second if 2 * k < total else None for k, total in zip(won, n)]
+    winner = [first if 2 * k > total else second if 2 * k < total else None for k, total in zip(won, n, strict=True)]
     table = table.assign(
         share_first=won / n, ci_low=ci_low, ci_high=ci_high,
         p_value=p_values, p_holm=p_holm, significant=significant,

@@ -28,13 +28,15 @@ def cpu_name() -> str:
     return platform.processor() or "unknown CPU"
 
 
-def untrained_model(folder: Path) -> str:
+def untrained_model(folder: Path, input_size: int = 224, **options) -> str:
+    """A randomly initialised effnet-lite0 (the bundled models' shape) saved as a run in `folder`."""
     from colorizer import checkpoint
     from colorizer.models import build_model
 
-    options = {"pretrained": False}
+    options = {"pretrained": False, **options}
     checkpoint.save_model(folder / "model", build_model("effnet-lite0", **options),
-                          {"preset": "effnet-lite0", "options": options, "input_size": 224, "prior": [1 / 313] * 313})
+                          {"preset": "effnet-lite0", "options": options, "input_size": input_size,
+                           "prior": [1 / 313] * 313})
     return str(folder)
 
 

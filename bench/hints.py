@@ -24,23 +24,18 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.demo import cpu_name  # noqa: E402
+from bench.demo import cpu_name, untrained_model  # noqa: E402
 
 GOAL_S = 0.3
-HINT_OPTIONS = {"pretrained": False, "frozen_stages": 2, "hint_inputs": True}
 
 
 def hint_model(folder: Path) -> str:
     """The bundled default model if it takes hints, else a random one of the same shape saved in `folder`."""
-    from colorizer import checkpoint
     from colorizer.infer import DEFAULT_MODEL, Colorizer, bundled_model_path
-    from colorizer.models import build_model
 
     if bundled_model_path(DEFAULT_MODEL).is_file() and Colorizer.load(DEFAULT_MODEL).takes_hints:
         return DEFAULT_MODEL
-    checkpoint.save_model(folder / "model", build_model("effnet-lite0", **HINT_OPTIONS),
-                          {"preset": "effnet-lite0", "options": HINT_OPTIONS, "input_size": 160, "prior": [1 / 313] * 313})
-    return str(folder)
+    return untrained_model(folder, input_size=160, frozen_stages=2, hint_inputs=True)
 
 
 def main() -> None:

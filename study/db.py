@@ -5,9 +5,9 @@ from __future__ import annotations
 import contextlib
 import threading
 from collections.abc import Iterator
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ContextManager
 
 from sqlalchemy import Engine, create_engine, event, inspect
 from sqlalchemy.engine import make_url
@@ -61,7 +61,7 @@ def make_engine(url: str = DEFAULT_DB_URL) -> Engine:
     return engine
 
 
-def write_guard(session: Session) -> ContextManager:
+def write_guard(session: Session) -> AbstractContextManager:
     """Hold this around a write transaction: it serializes SQLite writers in this process."""
     return _SQLITE_WRITE_LOCK if session.get_bind().dialect.name == "sqlite" else contextlib.nullcontext()
 
@@ -109,10 +109,10 @@ def open_database(url: str = DEFAULT_DB_URL, must_exist: bool = False) -> Databa
     """
     engine = make_engine(url)
     database = engine.url.database
-    if must_exist and engine.dialect.name == "sqlite" and database not in (None, "", ":memory:"):
-        if not Path(database).is_file():
-            engine.dispose()
-            raise UserError(f"no database at {database}")
+    if (must_exist and engine.dialect.name == "sqlite" and database not in (None, "", ":memory:")
+            and not Path(database).is_file()):
+        engine.dispose()
+        raise UserError(f"no database at {database}")
     try:
         add_missing_columns(engine)
         Base.metadata.create_all(engine)

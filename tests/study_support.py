@@ -1,6 +1,7 @@
 """Fixtures shared by the study tests: tiny photo folders, fake models, databases on both backends.
 
-tests/conftest.py makes its fixtures available to every test; the test_study_* modules import its helpers. PostgreSQL runs when COLORIZER_TEST_PG_URL is set
+tests/conftest.py makes its fixtures available to every test; the test_study_* modules import its
+helpers. PostgreSQL runs when COLORIZER_TEST_PG_URL is set
 (e.g. postgresql+psycopg://colorizer:colorizer@127.0.0.1:5432/colorizer_test); each test gets its
 own schema, dropped afterwards, so reruns and parallel runs never see each other's rows.
 """

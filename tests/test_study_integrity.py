@@ -71,7 +71,7 @@ def layout_from_public_ids(participant_id: str, trials: list[Trial]) -> list[tup
     rng = random.Random(participant_id)
     layout = []
     for group in ([t for t in trials if not t.is_catch], [t for t in trials if t.is_catch]):
-        for trial, swap in zip(group, balanced_flips(len(group), rng)):
+        for trial, swap in zip(group, balanced_flips(len(group), rng), strict=True):
             layout.append((trial.id, trial.stimulus_b_id if swap else trial.stimulus_a_id))
     rng.shuffle(layout)
     return layout

@@ -19,19 +19,8 @@ from study.db import database_session, make_engine
 from study.export import stimuli, vote_rows
 from study.models import CATCH_MODEL, Trial
 from study.prepare import degrade, prepare_study
-from tests.study_support import (
-    FAKE_COLORIZERS,
-    FOUR_CONDITIONS,
-    IMPORT_NAME,
-    MODEL_A,
-    MODEL_B,
-    STUDY,
-    answer_all,
-    enrol,
-    prepare_four_conditions,
-    write_import,
-    write_photos,
-)
+from tests import study_support as support
+from tests.study_support import FAKE_COLORIZERS, MODEL_A, MODEL_B, STUDY, answer_all, enrol, write_photos
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -222,12 +211,12 @@ def test_a_database_from_before_the_new_columns_gets_them(tmp_path):
 
 def test_conditions_are_models_truth_and_imports_matched_by_stem(tmp_path, study_photos):
     db_url = f"sqlite:///{tmp_path / 'votes.db'}"
-    prepare_four_conditions(db_url, study_photos, tmp_path, n=3, catch=2, practice=1)
+    support.prepare_four_conditions(db_url, study_photos, tmp_path, n=3, catch=2, practice=1)
     files = stimuli(db_url)
     by_image: dict[int, dict[str, Path]] = {}
     for f in files:
         by_image.setdefault(f["image_id"], {})[f["model"]] = Path(f["path"])
-    compared = [pair for pair in by_image.values() if set(pair) == set(FOUR_CONDITIONS)]
+    compared = [pair for pair in by_image.values() if set(pair) == set(support.FOUR_CONDITIONS)]
     assert len(compared) == 3 and len(by_image) == 3 + 2 + 1
     sources = {f["image_id"]: Path(f["source"]) for f in files}
     for image_id, pair in by_image.items():
@@ -235,8 +224,8 @@ def test_conditions_are_models_truth_and_imports_matched_by_stem(tmp_path, study
             with Image.open(sources[image_id]) as photo, Image.open(pair["truth"]) as truth:
                 difference = np.asarray(ImageChops.difference(photo.convert("RGB"), truth), dtype=float)
                 assert difference.mean() < 8
-        if IMPORT_NAME in pair:  # the import with the photo's stem: tinted green
-            with Image.open(pair[IMPORT_NAME]) as imported:
+        if support.IMPORT_NAME in pair:  # the import with the photo's stem: tinted green
+            with Image.open(pair[support.IMPORT_NAME]) as imported:
                 red, green, blue = np.asarray(imported, dtype=float).reshape(-1, 3).mean(axis=0)
                 assert green > red + 10 and green > blue + 10
     with database_session(db_url) as session:
@@ -246,7 +235,7 @@ def test_conditions_are_models_truth_and_imports_matched_by_stem(tmp_path, study
 
 
 def test_missing_imports_are_named_in_one_line_and_nothing_is_written(tmp_path, study_photos):
-    folder = write_import(study_photos, tmp_path / "imported")
+    folder = support.write_import(study_photos, tmp_path / "imported")
     for stem in ("photo1", "photo4"):
         (folder / f"{stem}.png").unlink()
     db_url = f"sqlite:///{tmp_path / 'votes.db'}"
@@ -274,7 +263,7 @@ def test_condition_names_are_checked(tmp_path, study_photos, options, message):
                   images_dir=study_photos, media_dir=tmp_path / "media", n=2, catch=1)
     kwargs.update(options)
     if "imports" in kwargs:
-        kwargs["imports"] = {name: write_import(study_photos, tmp_path / name) for name in kwargs["imports"]}
+        kwargs["imports"] = {name: support.write_import(study_photos, tmp_path / name) for name in kwargs["imports"]}
     if message is None:  # one model against the truth is a study too
         prepare_study(**kwargs)
         assert {f["model"] for f in stimuli(kwargs["db_url"])} == {MODEL_A, "truth"}
@@ -285,13 +274,13 @@ def test_condition_names_are_checked(tmp_path, study_photos, options, message):
 
 def test_cli_exports_the_stimuli(tmp_path, study_photos):
     db_url = f"sqlite:///{tmp_path / 'votes.db'}"
-    prepare_four_conditions(db_url, study_photos, tmp_path, n=2)
+    support.prepare_four_conditions(db_url, study_photos, tmp_path, n=2)
     out = tmp_path / "stimuli.csv"
     assert run_cli("study", "export", "--db", db_url, "--stimuli", "--out", str(out)) == 0
     rows = list(csv.DictReader(out.open()))
     assert list(rows[0]) == ["file_name", "image_id", "model", "study"]
     assert sorted(p.name for p in (tmp_path / "media").iterdir()) == sorted(row["file_name"] for row in rows)
-    assert {row["model"] for row in rows} == {*FOUR_CONDITIONS, CATCH_MODEL}
+    assert {row["model"] for row in rows} == {*support.FOUR_CONDITIONS, CATCH_MODEL}
     assert sum(row["model"] == "truth" for row in rows) == 2
 
 
