@@ -19,7 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, TypeVar
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, urlsplit
 
 from fastapi import APIRouter, Cookie, Depends, FastAPI, Header, Request, Response
 from fastapi.concurrency import run_in_threadpool
@@ -365,10 +365,29 @@ def login_page(message: str, status: int = 200) -> HTMLResponse:
     return HTMLResponse(page, status_code=status, headers={"Cache-Control": "no-store"})
 
 
+def from_another_site(request: Request) -> bool:
+    """Whether the browser says this form was posted from another site (a forged login or logout):
+    by Sec-Fetch-Site where the browser sends it, else by the Origin header. Clients that send
+    neither (curl, scripts) are no browser acting on someone's behalf."""
+    site = request.headers.get("sec-fetch-site")
+    if site is not None:
+        return site not in ("same-origin", "none")
+    origin = request.headers.get("origin")
+    return origin is not None and urlsplit(origin).netloc != request.headers.get("host")
+
+
+CROSS_SITE_FORM = "This form can only be sent from this site's own dashboard page."
+
+
 @router.post("/admin/login", include_in_schema=False)
 async def login(request: Request, server: Server) -> Response:
     """The login form: the right token sets an HttpOnly, SameSite=Strict session cookie for /admin."""
-    fields = parse_qs((await request.body()).decode("utf-8", "replace"), max_num_fields=5)
+    if from_another_site(request):
+        return login_page(CROSS_SITE_FORM, 403)
+    try:
+        fields = parse_qs((await request.body()).decode("utf-8", "replace"), max_num_fields=5)
+    except ValueError:  # more fields than the form has
+        return login_page("Malformed login form.", 400)
     given = (fields.get("token") or [""])[0].strip()
     if not server.admin_token or not secrets.compare_digest(given.encode(), server.admin_token.encode()):
         return login_page("Wrong admin token.", 401)
@@ -382,7 +401,9 @@ async def login(request: Request, server: Server) -> Response:
 
 
 @router.post("/admin/logout", include_in_schema=False)
-async def logout() -> Response:
+async def logout(request: Request) -> Response:
+    if from_another_site(request):
+        return login_page(CROSS_SITE_FORM, 403)
     response = RedirectResponse("/admin", status_code=303)
     response.delete_cookie(ADMIN_COOKIE, path="/admin", httponly=True, samesite="strict")
     return response

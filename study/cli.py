@@ -208,6 +208,7 @@ def run_serve(args: argparse.Namespace) -> int:
         limit_concurrency=MAX_CONNECTIONS,
         timeout_keep_alive=KEEP_ALIVE_S,
         backlog=LISTEN_BACKLOG,
+        server_header=False,  # no `server: uvicorn` on every response: it tells an attacker what to try
     )
     return 0
 

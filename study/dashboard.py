@@ -9,6 +9,7 @@ import html
 import statistics
 from collections import Counter, defaultdict
 from dataclasses import dataclass
+from urllib.parse import quote
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -165,7 +166,7 @@ def panel_html(studies: list[StudyOverview]) -> str:
     blocks = []
     for study in studies:
         name = html.escape(study.name)
-        query = f"?study={html.escape(study.name, quote=True)}"
+        query = html.escape(f"?study={quote(study.name, safe='')}")
         counts = Counter(image for image, _ in study.per_image)
         rows = "".join(
             f"<tr><td>{image}</td>" + "".join(

@@ -63,6 +63,27 @@ def test_the_dashboard_needs_the_login_and_its_cookie_is_httponly_and_strict(fou
         assert log_in(no_token, "").status_code == 401
 
 
+def test_login_and_logout_refuse_forms_from_other_sites_and_malformed_forms(four):
+    with TestClient(create_app(four, admin_token=ADMIN_TOKEN)) as client:
+        for headers in ({"Sec-Fetch-Site": "cross-site"}, {"Sec-Fetch-Site": "same-site"},
+                        {"Origin": "https://evil.example"}, {"Origin": "null"}):
+            forged = client.post("/admin/login", data={"token": ADMIN_TOKEN}, headers=headers, follow_redirects=False)
+            assert forged.status_code == 403 and "set-cookie" not in forged.headers
+        # More fields than the form has: a 400 page, not a 500.
+        many = client.post("/admin/login", content="&".join(f"f{i}=x" for i in range(10)),
+                           headers={"Content-Type": "application/x-www-form-urlencoded"})
+        assert many.status_code == 400 and "Malformed" in many.text
+        same = {"Sec-Fetch-Site": "same-origin", "Origin": "http://testserver"}
+        assert client.post("/admin/login", data={"token": ADMIN_TOKEN}, headers=same,
+                           follow_redirects=False).status_code == 303
+        assert client.get("/admin/panel").status_code == 200
+        forged_logout = client.post("/admin/logout", headers={"Sec-Fetch-Site": "cross-site"}, follow_redirects=False)
+        assert forged_logout.status_code == 403 and "set-cookie" not in forged_logout.headers
+        assert client.get("/admin/panel").status_code == 200
+        assert client.post("/admin/logout", headers={"Origin": "http://testserver"}).status_code == 200
+        assert client.get("/admin/panel").status_code == 401
+
+
 def test_the_figures_and_downloads_per_study(four):
     with TestClient(create_app(four, admin_token=ADMIN_TOKEN)) as client:
         done = enrol(client, "done", viewport_width=390, viewport_height=844, headers={"User-Agent": "Phone/1"})
@@ -100,6 +121,16 @@ CHROMIUM = "/usr/bin/chromium"
 @pytest.mark.browser
 @pytest.mark.slow
 @pytest.mark.skipif(shutil.which(CHROMIUM) is None, reason=f"{CHROMIUM} is not installed")
+def test_download_links_encode_the_study_name():
+    from study.dashboard import StudyOverview, panel_html
+
+    study = StudyOverview(name="dogs & cats #2+", conditions=["a"], enrolled=0, completed=0, dropped_out=0,
+                          median_duration_s=None, catch_votes=0, catch_pass_rate=None, votes=0, too_fast=0,
+                          per_image={})
+    links = re.findall(r'href="([^"]*)"', panel_html([study]))
+    assert links and all(link.endswith("?study=dogs%20%26%20cats%20%232%2B") for link in links)
+
+
 def test_the_dashboard_in_chromium(four, tmp_path):
     from tests.test_study_browser import CHROMIUM_ARGS, sync_api
 

@@ -412,6 +412,21 @@ def test_every_response_carries_the_security_headers(client):
         assert response.headers["referrer-policy"] == "no-referrer"
 
 
+def test_serve_does_not_name_its_server_software(prepared, monkeypatch):
+    import uvicorn
+
+    from study import cli
+
+    served = {}
+    monkeypatch.setattr(uvicorn, "run", lambda app, **options: served.update(options))
+    monkeypatch.setattr(cli, "raise_open_file_limit", lambda: None)
+    arguments = argparse.Namespace(db=prepared.db_url, media=None, host="127.0.0.1", port=8000,
+                                   admin_token_file=None, admin_token=None)
+    monkeypatch.setenv("COLORIZER_ADMIN_TOKEN", ADMIN_TOKEN)
+    assert cli.run_serve(arguments) == 0
+    assert served["server_header"] is False  # uvicorn's default sends `server: uvicorn`
+
+
 def test_admin_tokens_come_from_a_file_or_the_environment(prepared, tmp_path, monkeypatch, capsys):
     with pytest.raises(UserError, match="at least 16 characters"):
         create_app(prepared.db_url, admin_token="short")
