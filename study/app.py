@@ -207,6 +207,15 @@ class SecurityHeaders:
         await self.app(scope, receive, send_with_headers if scope["type"] == "http" else send)
 
 
+class StudyApp(FastAPI):
+    """FastAPI with SecurityHeaders outside its whole middleware stack: a middleware added with
+    add_middleware runs inside the one that answers 500 and the one that answers 413, whose
+    responses would go out without the headers."""
+
+    def build_middleware_stack(self) -> ASGIApp:
+        return SecurityHeaders(super().build_middleware_stack())
+
+
 def study_server(request: Request) -> StudyServer:
     return request.app.state.study
 
@@ -469,7 +478,7 @@ def create_app(
         server.database.dispose()
 
     # No /docs or /redoc: their pages load scripts from a CDN, and the study serves nothing third-party.
-    app = FastAPI(
+    app = StudyApp(
         title="Colorization preference study",
         version="2",
         lifespan=lifespan,
@@ -485,5 +494,4 @@ def create_app(
     app.add_exception_handler(RequestValidationError, validation_error)
     for storage_failure in STORAGE_ERRORS:
         app.add_exception_handler(storage_failure, storage_error)
-    app.add_middleware(SecurityHeaders)
     return app

@@ -412,6 +412,26 @@ def test_every_response_carries_the_security_headers(client):
         assert response.headers["referrer-policy"] == "no-referrer"
 
 
+def test_error_responses_from_outside_the_routes_carry_the_security_headers(prepared, monkeypatch):
+    from fastapi.testclient import TestClient
+
+    from study import service
+
+    def fail(*_arguments):
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(service, "resume", fail)
+    with TestClient(create_app(prepared.db_url), raise_server_exceptions=False) as client:
+        crashed = client.get("/api/participants/someone", headers={"X-Participant-Token": "token"})
+        too_large = client.post("/api/votes", content=b"x" * 70_000, headers={"Content-Type": "application/json"})
+    assert (crashed.status_code, too_large.status_code) == (500, 413)
+    for response in (crashed, too_large):
+        assert "frame-ancestors 'none'" in response.headers["content-security-policy"]
+        assert response.headers["x-content-type-options"] == "nosniff"
+        assert response.headers["referrer-policy"] == "no-referrer"
+        assert "a bug" not in response.text
+
+
 def test_serve_does_not_name_its_server_software(prepared, monkeypatch):
     import uvicorn
 
