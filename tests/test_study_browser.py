@@ -146,6 +146,23 @@ def test_next_anonymous_person_on_a_shared_computer_starts_afresh(live_server):
         assert session.scalar(select(func.count()).select_from(Participant)) == 2
 
 
+def test_a_participant_the_server_no_longer_knows_starts_afresh_despite_pending_votes(live_server):
+    """E.g. the database was restored from a backup made before they enrolled, while a vote of theirs
+    was waiting for the server: the page must not be stuck on an error for good."""
+    url, _ = live_server
+    vote = {"participant_id": "gone", "trial_id": "gone", "choice": "left", "rt_ms": 900, "client_vote_id": "v"}
+    saved = {"participantId": "gone", "token": "old-token", "pending": [vote]}
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = browser.new_page()
+        page.goto(url)
+        page.evaluate("(saved) => localStorage.setItem('colorizer-study::', JSON.stringify(saved))", saved)
+        page.reload()
+        page.locator("#consent").wait_for(state="visible")
+        assert page.locator("#failure").is_hidden()
+        browser.close()
+
+
 def test_the_page_tells_the_participant_their_answers_are_kept_when_storage_fails(tmp_path):
     """Issue 15, finding 7: with votes failing (503), the page keeps retrying and, after the patience
     time (30 s in a study, 1 s here), says the answers are kept; the vote is stored once storage is back."""

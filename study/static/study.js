@@ -170,10 +170,10 @@ async function showTrial([leftImage, rightImage]) {
   return { choice, rtMs, exposureMs: Math.round(hiddenAt - shownAt), lostFocus };
 }
 
-// Sends a vote kept in localStorage until acknowledged; null (after a 409) means the trial was
-// already answered, e.g. in another tab.
-async function sendVote(saved, vote) {
-  const result = await api("POST", "/api/votes", vote, { token: saved.token, tolerate: [409] });
+// Sends a vote kept in localStorage until acknowledged; null (after a 409, or a status in
+// `tolerate`) means the trial was already answered, e.g. in another tab, and the vote is dropped.
+async function sendVote(saved, vote, tolerate = [409]) {
+  const result = await api("POST", "/api/votes", vote, { token: saved.token, tolerate });
   saved.pending = saved.pending.filter((pending) => pending.client_vote_id !== vote.client_vote_id);
   save(saved);
   return result;
@@ -235,7 +235,9 @@ function startAfresh() {
 async function resume(saved) {
   // Kept from before participant tokens: the server would refuse it.
   if (!saved.token) return startAfresh();
-  for (const vote of [...saved.pending]) await sendVote(saved, vote);
+  // A participant the server no longer knows (401/403/404, e.g. a database restored from a backup)
+  // cannot take the votes: they are dropped, and the state request below starts afresh.
+  for (const vote of [...saved.pending]) await sendVote(saved, vote, [401, 403, 404, 409]);
   const state = await api("GET", `/api/participants/${saved.participantId}`, null, {
     token: saved.token,
     tolerate: [401, 403, 404],
