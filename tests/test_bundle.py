@@ -44,5 +44,6 @@ def test_bundled_models_record_the_documented_training_command(name):
     flags = makefile_flags("TRAIN_FLAGS") + makefile_flags(f"{name.upper()}_FLAGS")
     documented = vars(parser.parse_args(["--data", "photos", "--out", "run", *flags]))
     recorded = {**BEFORE_OPTION, **checkpoint.read_config(bundle.WEIGHTS_DIR / f"{name}.safetensors")["train_args"]}
-    compared = documented.keys() - {"data", "val", "out"}  # paths differ by machine
+    # paths differ by machine; keeping every epoch's weights changes nothing in the model
+    compared = documented.keys() - {"data", "val", "out", "keep_epochs"}
     assert {key: recorded.get(key, "not recorded") for key in compared} == {key: documented[key] for key in compared}
