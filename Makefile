@@ -59,7 +59,7 @@ models: $(STAMP)
 	$(BIN)/python -m colorizer.bundle runs/generic runs/dogs
 
 # broad/val rows of docs/samples.png: a portrait, a child outdoors, a street, a room
-SAMPLE_PHOTOS = $(addprefix $(DATA)/broad/val/,kodak/877eb8_kodim04.jpg flickr8k/15bf78_1028205764_7e8df9a2ea.jpg \
+SAMPLE_PHOTOS = $(addprefix $(DATA)/broad/val/,kodak/877eb8_kodim04.jpg flickr8k/158d8c_1363924449_487f0733df.jpg \
 	sun80/737478_street_sun_bkgpqbvgorkjqzgp.jpg sun80/08b08c_youth_hostel_sun_bggjirgsdnqewgwp.jpg)
 # Every table and figure of docs/: evaluation, table 2, samples, and the vote figures of VOTES_DB
 # (default: a study prepared from dogs/val with simulated votes, labelled as simulated wherever it appears).
@@ -74,6 +74,7 @@ paper: $(STAMP)
 	  $(BIN)/colorizer analyze classify --models dogs generic --data $(DATA)/$$s/val --out paper/classify_$$s || exit 1; done
 	$(BIN)/colorizer analyze samples --models generic dogs --data $(DATA)/dogs/val $(DATA)/generic/val $(SAMPLE_PHOTOS) \
 	  --rows 10 --size 128 --out docs/samples.png
+	$(BIN)/colorizer analyze hints --cases docs/figures/hints_cases.json --data $(DATA) --out docs/figures/hints.png
 	if [ "$(VOTES_DB)" = "sqlite:///paper/simulated.db" ]; then \
 	  rm -rf paper/simulated.db* paper/media && \
 	  $(BIN)/colorizer study prepare --name $(STUDY) --models dogs generic --images $(DATA)/dogs/val --n 30 --seed 1 \

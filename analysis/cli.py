@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from analysis.classify import register as register_classify
+from analysis.hints import register as register_hints
 from analysis.samples import register as register_samples
 from study.cli import add_db_argument
 
@@ -18,6 +19,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     _register_simulate(commands)
     register_classify(commands)
     register_samples(commands)
+    register_hints(commands)
 
 
 def _register_votes(commands: argparse._SubParsersAction) -> None:
