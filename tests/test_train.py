@@ -198,9 +198,15 @@ def test_encoder_lr_factor_scales_the_encoder_steps(photo_dir, tmp_path):
     assert groups[0]["lr"] == pytest.approx(0.25 * groups[1]["lr"]) and groups[1]["lr"] > 0
 
 
-@pytest.mark.parametrize("changed, message", [(("--encoder-lr-factor", "0.5"), "--encoder-lr-factor 1"),
-                                              (("--holdout", "0.5"), "--holdout 0")])
-def test_resuming_with_another_split_or_encoder_rate_is_a_one_line_error(photo_dir, tmp_path, capsys, changed,
+@pytest.mark.parametrize("changed, message", [
+    (("--encoder-lr-factor", "0.5"), "--encoder-lr-factor 1"),
+    (("--holdout", "0.5"), "--holdout 0"),
+    (("--mix", "0.2"), "--mix 0.5; resume it with the same, not 0.2"),
+    (("--sigma", "3"), "--sigma 5"),
+    (("--neighbours", "3"), "--neighbours 5"),
+    (("--options", '{"width": 0.25}'), "was trained with --options"),
+])
+def test_resuming_with_another_loss_split_or_network_is_a_one_line_error(photo_dir, tmp_path, capsys, changed,
                                                                          message):
     run = tmp_path / "run"
     assert main(train_args(photo_dir, run, "--epochs", "1")) == 0
