@@ -43,7 +43,7 @@ SWATCHES = """<div class="swatches">{{#each value}}<button class="swatch" data-h
 CHIPS = """<div class="chips">{{#each value}}<button class="{{this.state}}" data-index="{{this.index}}"
  style="background: {{this.hex}}; color: {{this.ink}}" title="{{this.hex}}">{{this.label}}</button>{{else}}
  <span class="empty">No hints yet</span>{{/each}}</div>"""
-BUTTON_CSS = """.swatches, .chips { display: flex; flex-wrap: wrap; gap: 6px; }
+BUTTON_CSS = """.swatches, .chips { display: flex; flex-wrap: wrap; gap: 6px; padding-top: 1.8em; }  /* below the label */
 button { border: 1px solid #8888; border-radius: 6px; padding: 6px 10px; min-width: 3.5em; font-size: 0.85em; }
 .selected { outline: 3px solid var(--color-accent); outline-offset: 1px; }
 .empty { opacity: 0.6; font-size: 0.9em; }"""
