@@ -70,7 +70,7 @@ def cmd_colorize(args: argparse.Namespace) -> int:
 
     def flush(batch: list[tuple[Path, object]]) -> None:
         images = [image for _, image in batch]
-        results = colorizer.colorize_many(images, args.temperature, args.batch_size, hints=hints and [hints])
+        results = colorizer.colorize_many(images, args.temperature, args.batch_size, hints=None if hints is None else [hints])
         for (target, _), result in zip(batch, results, strict=True):
             with atomic_path(target) as tmp:
                 result.save(tmp, format="PNG")

@@ -167,6 +167,8 @@ def test_colorize_command_takes_a_hints_file(tiny_hint_checkpoint, tmp_path, cap
     assert main([*args, "--hints", str(hints)]) == 1
     err = capsys.readouterr().err
     assert "error: hint 1: y = 99 lies outside the photo" in err and "Traceback" not in err
+    hints.write_text("[]")  # no hints: the automatic colorization
+    assert main([*args, "--hints", str(hints)]) == 0
     hints.write_text("{not json")
     assert main([*args, "--hints", str(hints)]) == 1
     assert "not valid JSON" in capsys.readouterr().err
