@@ -84,8 +84,8 @@ def evaluate(colorizer, paths, temperature: float = DEFAULT_TEMPERATURE, seed: i
     """The figures of the model and the three references on `paths`; with `hint_counts`, also the
     model's under that many hints per photo, simulated from the true colours at the working size
     (as training simulates them, from a generator seeded with `seed`), under "hints"."""
-    if hint_counts and not colorizer.takes_hints:
-        raise UserError(f"model {colorizer.name!r} takes no colour hints: --hints needs a hint-capable model")
+    if hint_counts:
+        colorizer.require_hints()  # before the first photo, not after it
     generator = torch.Generator().manual_seed(seed)
     hint_generator = torch.Generator().manual_seed(seed)
     totals = {method: Accumulator() for method in METHODS}

@@ -113,6 +113,12 @@ class Colorizer:
         """Whether the network was trained with colour hint inputs (Zhang et al. 2017)."""
         return bool(self.config.get("options", {}).get("hint_inputs"))
 
+    def require_hints(self) -> None:
+        """A one-line error unless the network takes colour hints."""
+        if not self.takes_hints:
+            raise UserError(f"model {self.name!r} takes no colour hints: use a hint-capable model "
+                            "(trained with --options '{\"hint_inputs\": true}', e.g. generic)")
+
     def logits(self, lightness: torch.Tensor, hint_maps: torch.Tensor | None = None) -> torch.Tensor:
         """Full-resolution L (N, 1, H, W) in [0, 100], and optional hint maps (N, 3, h, w) at the working
         size (colorizer/hints.py) -> bin logits at the model's output resolution."""
@@ -128,8 +134,7 @@ class Colorizer:
         small = normalize_l(lightness.to(self.device)).to(self.dtype).contiguous(memory_format=torch.channels_last)
         if not self.takes_hints:
             if hint_maps is not None and bool(hint_maps[:, 2].any()):
-                raise UserError(f"model {self.name!r} takes no colour hints: use a hint-capable model "
-                                "(trained with --options '{\"hint_inputs\": true}', e.g. generic)")
+                self.require_hints()
             return self.network(small).float()
         if hint_maps is None:
             hint_maps = empty_hints(len(small), *small.shape[-2:])
@@ -140,8 +145,7 @@ class Colorizer:
         map at the working size; None without hints. Bad hints are one-line errors naming the hint."""
         if not hints:
             return None
-        if not self.takes_hints:
-            raise UserError(f"model {self.name!r} takes no colour hints: use a hint-capable model (e.g. generic)")
+        self.require_hints()
         return user_hint_map(hints, image.size, (self.input_size, self.input_size),
                              lambda rgb: rgb_to_lab(rgb[:, :, None, None])[:, 1:, 0, 0])
 
