@@ -43,8 +43,12 @@ clean:
 DATA ?= ../shared/data
 TRAIN_FLAGS = --preset effnet-lite0 --amp bf16 --input-size 160 \
 	--batch-size 32 --epochs 12 --lr 1e-3 --workers 1 --seed 0 --min-chroma 3
-GENERIC_FLAGS = --options '{"frozen_stages": 2, "hint_inputs": true}' --epochs 10 --data-share 0.5 0.5 --epoch-size 16000 \
+GENERIC_BASE_FLAGS = --options '{"frozen_stages": 2, "hint_inputs": true}' --epochs 10 --data-share 0.5 0.5 --epoch-size 16000 \
 	--holdout 0.05 --image-size 128 --min-crop-area 0.35 --weight-decay 0 --mix 0.3 --time-limit 85
+# then trained on with hint propagation added and the paper's lambda
+GENERIC_FLAGS = --options '{"frozen_stages": 2, "hint_inputs": true, "hint_propagation": true}' --init runs/generic-base \
+	--epochs 4 --lr 3e-4 --data-share 0.5 0.5 --epoch-size 16000 --holdout 0.05 --image-size 128 --min-crop-area 0.35 \
+	--weight-decay 0 --mix 0.5 --time-limit 30
 DOGS_FLAGS = --options '{"frozen_stages": 2}' --image-size 160 --min-crop-area 0.35 --weight-decay 0 --mix 0.2 \
 	--time-limit 55
 # Long CPU trainings slow down by a quarter under glibc's allocator; under jemalloc that never hands
@@ -54,6 +58,8 @@ JEMALLOC := $(firstword $(wildcard /usr/lib/x86_64-linux-gnu/libjemalloc.so.2 /u
 TRAIN_ENV := $(if $(JEMALLOC),LD_PRELOAD=$(JEMALLOC) MALLOC_CONF=dirty_decay_ms:-1$(comma)muzzy_decay_ms:-1)
 
 models: $(STAMP)
+	$(TRAIN_ENV) $(BIN)/colorizer train --data $(DATA)/broad/train $(DATA)/generic/train $(TRAIN_FLAGS) $(GENERIC_BASE_FLAGS) \
+	  --out runs/generic-base
 	$(TRAIN_ENV) $(BIN)/colorizer train --data $(DATA)/broad/train $(DATA)/generic/train $(TRAIN_FLAGS) $(GENERIC_FLAGS) --out runs/generic
 	$(TRAIN_ENV) $(BIN)/colorizer train --data $(DATA)/dogs/train --val $(DATA)/dogs/val $(TRAIN_FLAGS) $(DOGS_FLAGS) --out runs/dogs
 	$(BIN)/python -m colorizer.bundle runs/generic runs/dogs

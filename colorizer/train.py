@@ -21,6 +21,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
+from safetensors.torch import load_file
 from torch.utils.data import DataLoader, DistributedSampler, RandomSampler, WeightedRandomSampler
 from tqdm import tqdm
 
@@ -245,6 +246,13 @@ def train(args: argparse.Namespace) -> Path:
 
     history: list[dict[str, Any]] = []
     start_epoch = 0
+    started_from = None
+    if config is not None:
+        started_from = config.get("init")
+    elif args.init:
+        fresh, started_from = initial_weights(model, args.init, args.preset)
+        if is_main:
+            print(f"starting from {args.init}" + (f"; new layers: {', '.join(fresh)}" if fresh else ""))
     if config is not None:
         model.load_state_dict(checkpoint.load_model(out)[0].state_dict())
         checkpoint.load_optimizer(out, optimizer)
@@ -268,7 +276,8 @@ def train(args: argparse.Namespace) -> Path:
         if is_main:
             print(json.dumps(record))
             _log(writer, record)
-            _save_epoch(out, model, optimizer, _config(args, options, prior, epoch + 1, history, data), args.keep_epochs)
+            record_config = _config(args, options, prior, epoch + 1, history, data, started_from)
+            _save_epoch(out, model, optimizer, record_config, args.keep_epochs)
             if data.val_set is not None:
                 save_samples(model, data.val_set, out / f"samples_epoch{epoch + 1:03d}.png", device)
         reason = stop_reason(args, history, time.perf_counter() - run_started, epoch + 1 - start_epoch)
@@ -281,6 +290,30 @@ def train(args: argparse.Namespace) -> Path:
     if is_main:
         print(f"model: {out}")
     return out
+
+
+def initial_weights(model: torch.nn.Module, path: str, preset: str) -> tuple[list[str], dict[str, Any]]:
+    """Load the weights of checkpoint `path` into `model` (same preset) for fine-tuning. Every tensor
+    the checkpoint holds must fit; modules it lacks (options added since) keep their start values.
+    Returns their names, and the checkpoint's training record, which the new run's config keeps so
+    that a model says how all of it was trained."""
+    weights = checkpoint.resolve(path)
+    recorded = checkpoint.read_config(weights)
+    trained = recorded.get("preset")
+    if trained != preset:
+        raise UserError(f"--init {path} is a {trained} model; this run trains {preset}")
+    state = load_file(str(weights))
+    try:
+        missing, unexpected = model.load_state_dict({k: v.float() if v.is_floating_point() else v
+                                                     for k, v in state.items()}, strict=False)
+    except RuntimeError as exc:
+        raise UserError(f"--init {path} does not fit this network: {str(exc).splitlines()[-1].strip()}") from None
+    if unexpected:
+        raise UserError(f"--init {path} has layers this network lacks ({unexpected[0]}, ...): "
+                        "give the options it was trained with")
+    started_from = {"path": str(path), **{key: recorded[key] for key in ("options", "mix", "epoch", "history", "data",
+                                                                          "train_args", "init") if key in recorded}}
+    return sorted({key.split(".")[0] for key in missing}), started_from
 
 
 def loss_settings(args: argparse.Namespace) -> LossSettings:
@@ -356,8 +389,9 @@ def _shown(value: Any) -> str:
 
 
 def _config(args: argparse.Namespace, options: dict[str, Any], prior: torch.Tensor, epoch: int,
-            history: list[dict[str, Any]], data: TrainingData) -> dict[str, Any]:
+            history: list[dict[str, Any]], data: TrainingData, started_from: dict[str, Any] | None) -> dict[str, Any]:
     return {
+        **({"init": started_from} if started_from else {}),
         "preset": args.preset,
         "options": options,
         "input_size": args.input_size or args.image_size,

@@ -48,6 +48,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--amp", default="auto", choices=["auto", "bf16", "off"], help="bf16 autocast (auto: on CUDA)")
     parser.add_argument("--workers", type=int, default=min(4, os.cpu_count() or 1))
     parser.add_argument("--resume", action="store_true", help="continue the run in --out where it stopped")
+    parser.add_argument("--init", metavar="CHECKPOINT",
+                        help="start from a trained model of the same preset (run folder or .safetensors): the "
+                             "layers it has are loaded, the ones its options lacked start fresh (fine-tuning)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--until-plateau", type=float, default=0.0, metavar="FRACTION",
                         help="stop when the epoch's training loss improves by less than this (paper: 0.01)")

@@ -9,8 +9,18 @@ import torch
 import torch.nn.functional as F
 
 from colorizer.color import lab_to_rgb, normalize_l, rgb_to_lab
+from colorizer.decode import annealed_mean
 from colorizer.errors import UserError
-from colorizer.hints import AB_SCALE, MAX_PATCH, pool_hints, sample_hint_counts, simulate_hints, user_hint_map
+from colorizer.hints import (
+    AB_SCALE,
+    MAX_PATCH,
+    NO_HINT_DISTANCE,
+    geodesic_hints,
+    pool_hints,
+    sample_hint_counts,
+    simulate_hints,
+    user_hint_map,
+)
 from colorizer.infer import Colorizer
 from colorizer.loss import encode_targets, rebalanced_cross_entropy
 from colorizer.models import build_model
@@ -56,6 +66,26 @@ def test_pooling_keeps_a_one_pixel_hint_at_full_strength():
     assert pooled[0, :, 0, 0].abs().sum() == 0
 
 
+def test_a_hint_reaches_its_whole_region_before_crossing_an_edge():
+    # two flat regions (L 30 left, 80 right), one hint in each; the left hint is nearer in plain
+    # distance to the right region's first columns, yet each region takes its own hint's colour
+    lightness = torch.full((1, 1, 12, 16), 30.0)
+    lightness[..., 6:] = 80.0
+    hints = torch.zeros(1, 3, 12, 16)
+    hints[0, :, 6, 5] = torch.tensor([0.5, 0.1, 1.0])
+    hints[0, :, 6, 15] = torch.tensor([-0.3, -0.4, 1.0])
+    nearest = geodesic_hints(lightness, hints)
+    assert (nearest[0, 0, :, :6] == 0.5).all() and (nearest[0, 0, :, 6:] == -0.3).all()
+    assert nearest[0, 2, 6, 5] == 0 and nearest[0, 2, 6, 15] == 0
+    # within a region, distance is path length; the far corner of the left region is 6 steps away
+    torch.testing.assert_close(nearest[0, 2, 0, 0], torch.tensor(5 * 2**0.5 + 1))
+
+
+def test_without_hints_every_cell_is_unreached():
+    nearest = geodesic_hints(torch.rand(2, 1, 8, 8) * 100, torch.zeros(2, 3, 8, 8))
+    assert (nearest[:, :2] == 0).all() and (nearest[:, 2] == NO_HINT_DISTANCE).all()
+
+
 def test_user_hints_land_where_the_user_clicked():
     red = [220, 20, 20]
     hint_map = user_hint_map([{"x": 150, "y": 20, "rgb": red}], (200, 100), (16, 16), ab_of_rgb)
@@ -90,6 +120,43 @@ def test_without_hints_a_hint_model_is_exactly_the_automatic_one():
         hinted = torch.zeros(2, 3, 64, 64)
         hinted[:, :, 30, 30] = torch.tensor([0.5, 0.5, 1.0])
         assert not torch.equal(model(lightness), model(lightness, hinted))
+
+
+def test_hint_propagation_starts_as_the_hint_model_it_extends():
+    torch.manual_seed(0)
+    base = build_model("effnet-lite0", **TINY_HINT_OPTIONS).eval()
+    extended = build_model("effnet-lite0", **TINY_HINT_OPTIONS, hint_propagation=True).eval()
+    missing, unexpected = extended.load_state_dict(base.state_dict(), strict=False)
+    assert not unexpected and {key.split(".")[0] for key in missing} == {
+        "propagated_to_encoder", "propagated_to_levels", "propagation_gate"}
+    lightness = torch.rand(2, 1, 64, 64) * 2 - 1
+    hinted = torch.zeros(2, 3, 64, 64)
+    hinted[:, :, 30, 30] = torch.tensor([0.5, 0.5, 1.0])
+    with torch.no_grad():
+        assert torch.equal(extended(lightness, torch.zeros(2, 3, 64, 64)), base(lightness))
+        # with hints, only the small initial gate adds the propagated colour
+        assert (extended(lightness, hinted) - base(lightness, hinted)).abs().max() < 0.1
+    with pytest.raises(UserError, match="hint_propagation needs hint_inputs"):
+        build_model("effnet-lite0", pretrained=False, hint_propagation=True)
+
+
+def test_propagation_carries_a_hint_over_its_region():
+    """With the gate open, the propagated colour dominates every cell of the hinted flat region and
+    stops at the edge: the other region keeps the automatic colour."""
+    torch.manual_seed(0)
+    model = build_model("effnet-lite0", **TINY_HINT_OPTIONS, hint_propagation=True).eval()
+    torch.nn.init.constant_(model.propagation_gate.bias, 20.0)
+    lightness = torch.full((1, 1, 64, 64), -0.4)
+    lightness[..., 32:] = 0.6
+    hinted = torch.zeros(1, 3, 64, 64)
+    hinted[0, :, 30, 4] = torch.tensor([60 / AB_SCALE, 40 / AB_SCALE, 1.0])
+    with torch.no_grad():
+        ab = annealed_mean(model(lightness, hinted))[0]
+        automatic = annealed_mean(model(lightness))[0]
+    target = torch.tensor([60.0, 40.0])[:, None, None]
+    left, right = (slice(None), slice(None), slice(0, 7)), (slice(None), slice(None), slice(9, 16))
+    assert (ab[left] - target).norm(dim=0).max() < 15
+    assert (ab[right] - automatic[right]).norm(dim=0).max() < (ab[left] - automatic[left]).norm(dim=0).min()
 
 
 def test_a_model_without_hint_inputs_refuses_hints(tiny_checkpoint):
@@ -197,6 +264,26 @@ def test_the_frozen_graph_of_a_hint_model_matches_eager_mode(tiny_hint_checkpoin
     hints = [{"x": 10, "y": 10, "rgb": [255, 0, 0]}, {"x": 70, "y": 50, "rgb": [0, 0, 255], "radius": 8}]
     eager = Colorizer.load(tiny_hint_checkpoint, precision="fp32")
     frozen = Colorizer.load(tiny_hint_checkpoint, precision="fp32", optimize=True)
+    for given in (None, hints):
+        a = torch.tensor(list(eager.colorize(image, hints=given).getdata()), dtype=torch.float32)
+        b = torch.tensor(list(frozen.colorize(image, hints=given).getdata()), dtype=torch.float32)
+        assert (a - b).abs().max() <= 2
+
+
+def test_the_frozen_graph_of_a_propagating_model_matches_eager_mode(tmp_path):
+    from colorizer import checkpoint
+
+    torch.manual_seed(0)
+    options = {**TINY_HINT_OPTIONS, "hint_propagation": True}
+    model = build_model("effnet-lite0", **options)
+    torch.nn.init.constant_(model.propagation_gate.bias, 3.0)
+    checkpoint.save_model(tmp_path / "model", model, {"preset": "effnet-lite0", "options": options, "input_size": 64,
+                                                       "prior": [1 / 313] * 313})
+    image = photo(80, 60)
+    hints = [{"x": 10, "y": 10, "rgb": [255, 0, 0]}, {"x": 70, "y": 50, "rgb": [0, 0, 255]}]
+    eager = Colorizer.load(tmp_path, precision="fp32")
+    frozen = Colorizer.load(tmp_path, precision="fp32", optimize=True)
+    assert eager.takes_hints
     for given in (None, hints):
         a = torch.tensor(list(eager.colorize(image, hints=given).getdata()), dtype=torch.float32)
         b = torch.tensor(list(frozen.colorize(image, hints=given).getdata()), dtype=torch.float32)

@@ -216,3 +216,33 @@ def test_resuming_with_another_loss_split_or_network_is_a_one_line_error(photo_d
     err = capsys.readouterr().err
     assert message in err and "resume it with the same" in err and "Traceback" not in err
     assert (run / "model.safetensors").read_bytes() == before
+
+
+def test_init_starts_from_a_trained_model_and_adds_new_layers(photo_dir, tmp_path, capsys):
+    from tests.conftest import TINY_HINT_OPTIONS
+
+    def effnet_args(out, options, *extra):
+        return ["train", "--data", str(photo_dir), "--preset", "effnet-lite0", "--options", json.dumps(options),
+                "--image-size", "32", "--batch-size", "4", "--workers", "0", "--device", "cpu", "--epochs", "1",
+                "--out", str(out), *extra]
+
+    assert main(effnet_args(tmp_path / "base", TINY_HINT_OPTIONS)) == 0
+    propagating = {**TINY_HINT_OPTIONS, "hint_propagation": True}
+    capsys.readouterr()
+    # at learning rate 0 the weights stay what --init loaded
+    assert main(effnet_args(tmp_path / "tuned", propagating, "--init", str(tmp_path / "base"), "--lr", "0")) == 0
+    assert "new layers: propagated_to_encoder, propagated_to_levels, propagation_gate" in capsys.readouterr().out
+    base, tuned = load_file(str(tmp_path / "base/model.safetensors")), load_file(str(tmp_path / "tuned/model.safetensors"))
+    for name, tensor in base.items():
+        if "running" not in name and "num_batches" not in name:  # batch-norm statistics still move
+            torch.testing.assert_close(tuned[name], tensor, msg=name)
+    config = checkpoint.read_config(tmp_path / "tuned")
+    assert config["train_args"]["init"] == config["init"]["path"] == str(tmp_path / "base")
+    # the model keeps the record of how its starting point was trained
+    assert config["init"]["train_args"] == checkpoint.read_config(tmp_path / "base")["train_args"]
+    # a model with layers the new network lacks, or another preset, is a one-line error
+    assert main(effnet_args(tmp_path / "back", TINY_HINT_OPTIONS, "--init", str(tmp_path / "tuned"))) == 1
+    assert "has layers this network lacks" in capsys.readouterr().err
+    assert main(train_args(photo_dir, tmp_path / "other", "--init", str(tmp_path / "base"))) == 1
+    err = capsys.readouterr().err
+    assert "is a effnet-lite0 model; this run trains zhang2016" in err and "Traceback" not in err

@@ -12,6 +12,12 @@ and the edges in the image features decide where it stops. The hint's colour is 
 soft-encoded over the bins and times a learned gain, to the logits of the cells it covers: the colour
 a user asks for holds where they put it from the first training step. With no hints every addition
 is exactly zero, so the network is then a plain automatic colorizer.
+
+With `hint_propagation` as well, the network also gets each cell's geodesically nearest hint and how
+far away it is (colorizer/hints.py `geodesic_hints`), beside the raw hints at the same places, and adds
+that colour to the logits of every cell, times a gate it computes from the image features and the
+nearness: a hint can then colour the whole region it was placed on, and the network learns where a
+region ends. Its layers start at zero, so it can be trained on from a hint model without it.
 """
 
 from __future__ import annotations
@@ -23,7 +29,11 @@ from torch import nn
 
 from colorizer.bins import NUM_BINS, ab_bins
 from colorizer.errors import UserError
-from colorizer.hints import AB_SCALE, HINT_CHANNELS, pool_hints
+from colorizer.hints import AB_SCALE, HINT_CHANNELS, geodesic_hints, pool_hints
+
+# geodesic distances (in cells of the stride-4 grid) over which the propagated colour fades: near and far
+PROPAGATION_SCALES = (4.0, 16.0)
+PROPAGATED_CHANNELS = 3 * len(PROPAGATION_SCALES)
 
 
 def efficientnet_lite0(pretrained: bool = True, **timm_kwargs) -> nn.Module:
@@ -73,11 +83,32 @@ class _ConvBNAct(nn.Sequential):
         )
 
 
-def _hint_embedding(channels: int, hidden: int = 64) -> nn.Sequential:
+def _hint_embedding(channels: int, hidden: int = 64, inputs: int = HINT_CHANNELS, zero: bool = False) -> nn.Sequential:
     """Per-cell (a, b, mask) -> features. Nonlinear, so that a hint's colour can select colour bins;
-    bias-free, so that cells without hints add exactly nothing."""
-    return nn.Sequential(nn.Conv2d(HINT_CHANNELS, hidden, 1, bias=False), nn.ReLU(inplace=True),
-                         nn.Conv2d(hidden, channels, 1, bias=False))
+    bias-free, so that cells without hints add exactly nothing; `zero` starts its output at zero, so
+    that it can be added to a trained network without changing what it does."""
+    embedding = nn.Sequential(nn.Conv2d(inputs, hidden, 1, bias=False), nn.ReLU(inplace=True),
+                              nn.Conv2d(hidden, channels, 1, bias=False))
+    if zero:
+        nn.init.zeros_(embedding[2].weight)
+    return embedding
+
+
+def propagated_features(lightness: torch.Tensor, hints: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """From input L in [-1, 1] (N, 1, H, W) and pooled hints (N, 3, h, w): the features (N,
+    PROPAGATED_CHANNELS, h, w), for each fading scale the nearest hint's a and b times its nearness and
+    then the nearness, which is exp(-distance / scale) and exactly 0 in a photo without hints; and the
+    nearest hint's (a, b) (N, 2, h, w)."""
+    stride = lightness.shape[-1] // hints.shape[-1]
+    with torch.no_grad():
+        cells_l = (F.avg_pool2d(lightness.float(), stride) + 1) * 50
+        nearest = geodesic_hints(cells_l, hints)
+    ab, distance = nearest[:, :2], nearest[:, 2:]
+    features = []
+    for scale in PROPAGATION_SCALES:
+        nearness = torch.exp(-distance / scale)
+        features += [ab * nearness, nearness]
+    return torch.cat(features, dim=1), ab
 
 
 def _soft_encoded_hints(pooled: torch.Tensor, k: int = 5, sigma: float = 5.0) -> torch.Tensor:
@@ -99,7 +130,7 @@ class EfficientNetColorizer(nn.Module):
     output_stride = 4
 
     def __init__(self, pretrained: bool = True, decoder_width: int = 96, frozen_stages: int = 0,
-                 hint_inputs: bool = False):
+                 hint_inputs: bool = False, hint_propagation: bool = False):
         super().__init__()
         self.encoder = efficientnet_lite0(pretrained, features_only=True, out_indices=(1, 2, 3, 4))
         # Freezing the stem and first stages keeps generic edge detectors and roughly halves the backward
@@ -127,6 +158,18 @@ class EfficientNetColorizer(nn.Module):
             self.hint_to_levels = nn.ModuleList(_hint_embedding(decoder_width) for _ in channels)
             # large enough at the start that a hint shows (soft-encoded weights are at most 1)
             self.hint_gain = nn.Parameter(torch.tensor(4.0))
+        self.hint_propagation = hint_propagation
+        if hint_propagation:
+            if not hint_inputs:
+                raise UserError("hint_propagation needs hint_inputs: give both options")
+            self.propagated_to_encoder = _hint_embedding(channels[0], inputs=PROPAGATED_CHANNELS, zero=True)
+            self.propagated_to_levels = nn.ModuleList(
+                _hint_embedding(decoder_width, inputs=PROPAGATED_CHANNELS, zero=True) for _ in channels)
+            # how much of the propagated colour each cell takes, from what the decoder sees there; it
+            # starts small and flat (softplus(-3) = 0.05)
+            self.propagation_gate = nn.Conv2d(decoder_width, 1, 1)
+            nn.init.zeros_(self.propagation_gate.weight)
+            nn.init.constant_(self.propagation_gate.bias, -3.0)
 
     def train(self, mode: bool = True) -> EfficientNetColorizer:
         super().train(mode)
@@ -139,26 +182,38 @@ class EfficientNetColorizer(nn.Module):
         (N, 3, H, W) hint maps -> (N, 313, H/4, W/4) logits."""
         if hints is not None and not self.hint_inputs:
             raise UserError("this model takes no colour hints; train one with --options '{\"hint_inputs\": true}'")
-        levels = None
+        levels = propagated = nearest_ab = None
         if hints is not None:
             # strides 4 to 32, each pooled from the finer one: a cell's colour is the mean of its hinted sub-cells
             levels = [pool_hints(hints.to(lightness.dtype), self.output_stride)]
             for _ in self.lateral[1:]:
                 levels.append(pool_hints(levels[-1], 2))
-        features = self._encode(lightness.expand(-1, 3, -1, -1), levels and levels[0])
+            if self.hint_propagation:
+                first, nearest_ab = propagated_features(lightness, levels[0])
+                propagated = [first.to(lightness.dtype)]
+                for _ in self.lateral[1:]:
+                    propagated.append(F.avg_pool2d(propagated[-1], 2))
+        features = self._encode(lightness.expand(-1, 3, -1, -1), levels and levels[0], propagated and propagated[0])
         x = None
         for level in reversed(range(len(features))):
             feature = self.lateral[level](features[level])
             if levels is not None:
                 feature = feature + self.hint_to_levels[level](levels[level])
+            if propagated is not None:
+                feature = feature + self.propagated_to_levels[level](propagated[level])
             x = feature if x is None else feature + F.interpolate(x, size=feature.shape[-2:], mode="bilinear",
                                                                   align_corners=False)
-        logits = self.head(self.smooth(x))
+        x = self.smooth(x)
+        logits = self.head(x)
         if levels is not None:
             logits = logits + self.hint_gain * _soft_encoded_hints(levels[0]).to(logits.dtype)
+        if propagated is not None:
+            # the far nearness (exactly 0 without hints) times the gate weighs the nearest hint's colour
+            weight = F.softplus(self.propagation_gate(x)).float() * propagated[0][:, -1:].float()
+            logits = logits + _soft_encoded_hints(torch.cat([nearest_ab, weight], dim=1)).to(logits.dtype)
         return logits
 
-    def _encode(self, x: torch.Tensor, hints: torch.Tensor | None) -> list[torch.Tensor]:
+    def _encode(self, x: torch.Tensor, hints: torch.Tensor | None, propagated: torch.Tensor | None) -> list[torch.Tensor]:
         """timm's feature extraction, with the hints added to the first (stride 4) feature map."""
         encoder = self.encoder
         x = encoder.bn1(encoder.conv_stem(x))
@@ -168,5 +223,7 @@ class EfficientNetColorizer(nn.Module):
             if i + 1 in encoder._stage_out_idx:
                 if not features and hints is not None:
                     x = x + self.hint_to_encoder(hints)
+                if not features and propagated is not None:
+                    x = x + self.propagated_to_encoder(propagated)
                 features.append(x)
         return features
