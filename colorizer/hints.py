@@ -21,15 +21,13 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from colorizer.defaults import HINTED_SHARE
 from colorizer.errors import UserError
 
 HINT_CHANNELS = 3
 AB_SCALE = 110.0  # ab values lie within about +-110 in sRGB's gamut
 GEOMETRIC_P = 1 / 8
 MAX_PATCH = 9
-# The share of training photos shown with no hints at all: what keeps the automatic colorization as
-# good as a model trained without hints, since most photos will be colorized without any.
-NO_HINT_SHARE = 0.5
 MAX_SIMULATED_HINTS = 100
 # Geodesic distance, in grid cells: a step costs its length plus EDGE_COST per unit of L it crosses,
 # so an edge of 30 L units is as far as 9 cells of flat ground.
@@ -43,7 +41,7 @@ def empty_hints(n: int, height: int, width: int, device: torch.device | str = "c
 
 
 def sample_hint_counts(n: int, generator: torch.Generator | None = None, p: float = GEOMETRIC_P,
-                       no_hint_share: float = NO_HINT_SHARE) -> torch.Tensor:
+                       no_hint_share: float = 1 - HINTED_SHARE) -> torch.Tensor:
     """How many hints each of n training photos gets: 0 for about `no_hint_share` of them, else
     1 + Geometric(p) (mean 1 / p), capped at MAX_SIMULATED_HINTS."""
     uniform = torch.rand(n, 2, generator=generator)

@@ -31,6 +31,7 @@ from colorizer.bins import ab_bins
 from colorizer.color import lab_batch
 from colorizer.data import PhotoDataset, Scan, hold_out, scan_folder
 from colorizer.decode import colorize_lab, colorize_logits
+from colorizer.defaults import HINTED_SHARE
 from colorizer.device import resolve_device
 from colorizer.errors import UserError
 from colorizer.hints import sample_hint_counts, simulate_hints
@@ -53,9 +54,10 @@ def autocast(device: torch.device, amp: str):
 
 
 def batch_loss(model: torch.nn.Module, rgb: torch.Tensor, class_weights: torch.Tensor, device: torch.device,
-               settings: LossSettings = LossSettings(), amp: str = "off", with_hints: bool = True) -> torch.Tensor:
-    """The loss of a batch of uint8 RGB crops; a hint-capable network gets simulated hints unless
-    `with_hints` is off (validation scores the automatic colorization)."""
+               settings: LossSettings = LossSettings(), amp: str = "off", hinted_share: float = HINTED_SHARE
+               ) -> torch.Tensor:
+    """The loss of a batch of uint8 RGB crops; a hint-capable network gets simulated hints for about
+    `hinted_share` of them (validation passes 0: it scores the automatic colorization)."""
     lightness, ab = lab_batch(rgb, device)
     network = checkpoint.unwrap(model)
     # targets at the network's output resolution, from ab averaged over each output cell
@@ -63,7 +65,7 @@ def batch_loss(model: torch.nn.Module, rgb: torch.Tensor, class_weights: torch.T
                              sigma=settings.sigma)
     inputs = [lightness.contiguous(memory_format=torch.channels_last)]
     if getattr(network, "hint_inputs", False):
-        inputs.append(simulate_hints(ab, sample_hint_counts(len(rgb)) if with_hints else [0] * len(rgb)))
+        inputs.append(simulate_hints(ab, sample_hint_counts(len(rgb), no_hint_share=1 - hinted_share)))
     with autocast(device, amp):
         logits = model(*inputs)
     return rebalanced_cross_entropy(logits, targets)
@@ -71,9 +73,9 @@ def batch_loss(model: torch.nn.Module, rgb: torch.Tensor, class_weights: torch.T
 
 def train_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, rgb: torch.Tensor,
                class_weights: torch.Tensor, device: torch.device, settings: LossSettings = LossSettings(),
-               amp: str = "off") -> torch.Tensor:
+               amp: str = "off", hinted_share: float = HINTED_SHARE) -> torch.Tensor:
     """One optimisation step on a batch of uint8 RGB crops; returns the (detached) loss."""
-    loss = batch_loss(model, rgb, class_weights, device, settings, amp)
+    loss = batch_loss(model, rgb, class_weights, device, settings, amp, hinted_share)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     optimizer.step()
@@ -88,6 +90,8 @@ def check_arguments(args: argparse.Namespace) -> None:
         raise UserError(f"--holdout must be between 0 and 0.5, got {args.holdout:g}")
     if args.holdout and args.val:
         raise UserError("--holdout and --val both name the validation photos: pass one of them")
+    if not 0 <= args.hinted_share <= 1:
+        raise UserError(f"--hinted-share must be between 0 and 1, got {args.hinted_share:g}")
     if args.data_share is not None and (len(args.data_share) != len(args.data) or min(args.data_share) <= 0):
         raise UserError(f"--data-share needs one positive share per --data folder ({len(args.data)}), "
                         f"got {' '.join(f'{v:g}' for v in args.data_share)}")
@@ -190,7 +194,7 @@ def train_one_epoch(model: torch.nn.Module, optimizer: torch.optim.Optimizer, lo
         lr = args.lr * lr_factor(args.lr_schedule, step, args.epochs * len(loader))
         for group in optimizer.param_groups:
             group["lr"] = lr * group.get("lr_scale", 1.0)  # no lr_scale in checkpoints from before it
-        loss = train_step(model, optimizer, rgb, class_weights, device, settings, args.amp)
+        loss = train_step(model, optimizer, rgb, class_weights, device, settings, args.amp, args.hinted_share)
         total += loss.item() * len(rgb)
         seen += len(rgb)
         bar.set_postfix(loss=f"{total / seen:.4f}", img_s=f"{seen * world / (time.perf_counter() - started):.1f}")
@@ -207,7 +211,7 @@ def evaluate_loss(model: torch.nn.Module, dataset: PhotoDataset, class_weights: 
     settings = loss_settings(args)
     total, seen = 0.0, 0
     for rgb in loader:
-        total += batch_loss(model, rgb, class_weights, device, settings, args.amp, with_hints=False).item() * len(rgb)
+        total += batch_loss(model, rgb, class_weights, device, settings, args.amp, hinted_share=0.0).item() * len(rgb)
         seen += len(rgb)
     return _all_mean(total / max(seen, 1), device, world)
 

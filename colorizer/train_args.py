@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 
+from colorizer.defaults import HINTED_SHARE
 from colorizer.device import DEVICE_HELP
 
 
@@ -40,6 +41,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "a pretrained encoder (docs/models.md)")
     parser.add_argument("--encoder-lr-factor", type=float, default=1.0, metavar="FACTOR",
                         help="a pretrained encoder learns at FACTOR x --lr (effnet-lite0; the decoder at --lr)")
+    parser.add_argument("--hinted-share", type=float, default=HINTED_SHARE, metavar="FRACTION",
+                        help="share of training photos shown simulated colour hints (hint-capable models; "
+                             "the rest train the automatic colorization)")
     parser.add_argument("--mix", type=float, default=0.5, help="uniform mixing lambda of the rebalancing")
     parser.add_argument("--neighbours", type=int, default=5, help="bins per soft target")
     parser.add_argument("--sigma", type=float, default=5.0, help="Gaussian kernel of the soft targets (ab units)")

@@ -32,18 +32,29 @@ def makefile_flags(variable: str) -> list[str]:
 
 # options added after a model was trained are absent from its record: what the code did before them
 BEFORE_OPTION = {"min_crop_area": 1.0, "encoder_lr_factor": 1.0, "holdout": 0.0, "keep_epochs": False,
-                 "data_share": None, "epoch_size": None}
+                 "data_share": None, "epoch_size": None, "init": None}
 
 
-@pytest.mark.parametrize("name", ["generic", "dogs"])
-def test_bundled_models_record_the_documented_training_command(name):
-    """`make models` (and docs/models.md) must train with the flags the shipped weights were trained with."""
-    assert f"$(TRAIN_FLAGS) $({name.upper()}_FLAGS) --out runs/{name}" in MAKEFILE.read_text()
+def stages(config: dict) -> list[dict]:
+    """The training records of a model, its starting points' first (a model trained on with --init)."""
+    return [*stages(config["init"]), config] if "init" in config else [config]
+
+
+@pytest.mark.parametrize("name, variables", [("generic", ["GENERIC_BASE", "GENERIC"]), ("dogs", ["DOGS"])])
+def test_bundled_models_record_the_documented_training_command(name, variables):
+    """`make models` (and docs/models.md) must train with the flags the shipped weights were trained with,
+    stage by stage."""
+    makefile = MAKEFILE.read_text().replace("\\\n", " ")
+    recorded_stages = stages(checkpoint.read_config(bundle.WEIGHTS_DIR / f"{name}.safetensors"))
+    assert len(recorded_stages) == len(variables)
     parser = argparse.ArgumentParser()
     add_arguments(parser)
-    flags = makefile_flags("TRAIN_FLAGS") + makefile_flags(f"{name.upper()}_FLAGS")
-    documented = vars(parser.parse_args(["--data", "photos", "--out", "run", *flags]))
-    recorded = {**BEFORE_OPTION, **checkpoint.read_config(bundle.WEIGHTS_DIR / f"{name}.safetensors")["train_args"]}
-    # paths differ by machine; keeping every epoch's weights changes nothing in the model
-    compared = documented.keys() - {"data", "val", "out", "keep_epochs"}
-    assert {key: recorded.get(key, "not recorded") for key in compared} == {key: documented[key] for key in compared}
+    for variable, recorded in zip(variables, recorded_stages, strict=True):
+        out = "runs/" + variable.lower().replace("_", "-")
+        assert re.search(rf"\$\(TRAIN_FLAGS\) \$\({variable}_FLAGS\)\s+--out {out}\n", makefile), variable
+        flags = makefile_flags("TRAIN_FLAGS") + makefile_flags(f"{variable}_FLAGS")
+        documented = vars(parser.parse_args(["--data", "photos", "--out", "run", *flags]))
+        recorded = {**BEFORE_OPTION, **recorded["train_args"]}
+        # paths differ by machine; keeping every epoch's weights changes nothing in the model
+        compared = documented.keys() - {"data", "val", "out", "keep_epochs"}
+        assert {key: recorded.get(key, "not recorded") for key in compared} == {key: documented[key] for key in compared}

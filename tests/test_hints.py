@@ -40,6 +40,11 @@ def test_hint_counts_follow_the_paper_geometric_law_with_a_share_of_hintless_pho
     assert 7.5 < hinted.mean() < 8.5  # 1 + Geometric(1/8) has mean 8
 
 
+def test_every_photo_gets_hints_when_the_hinted_share_is_one():
+    counts = sample_hint_counts(1000, torch.Generator().manual_seed(0), no_hint_share=0.0)
+    assert counts.min() >= 1
+
+
 def test_simulated_hints_reveal_patch_means_of_the_true_colours():
     g = torch.Generator().manual_seed(1)
     ab = torch.rand(3, 2, 24, 32, generator=g) * 100 - 50

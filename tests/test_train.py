@@ -115,6 +115,7 @@ def test_until_plateau_stops_early(photo_dir, tmp_path):
     (("--encoder-lr-factor", "0.1"), "pretrained encoder"),
     (("--holdout", "0.7"), "between 0 and 0.5"),
     (("--holdout", "0.2", "--val", "elsewhere"), "pass one of them"),
+    (("--hinted-share", "1.5"), "--hinted-share must be between 0 and 1"),
 ])
 def test_bad_arguments_are_one_line_errors(photo_dir, tmp_path, capsys, extra, message):
     assert main(train_args(photo_dir, tmp_path / "run", *extra)) == 1
