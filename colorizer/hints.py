@@ -71,6 +71,14 @@ def simulate_hints(ab: torch.Tensor, counts: Sequence[int] | torch.Tensor, gener
     return hints
 
 
+def rotate_hue(ab: torch.Tensor, angles: torch.Tensor) -> torch.Tensor:
+    """ab (N, 2, H, W) with each photo's colours turned by its angle (N,) in radians around the gray
+    axis: chroma and lightness stay, hue moves (training photos whose hints carry unguessable colours)."""
+    cos, sin = torch.cos(angles)[:, None, None], torch.sin(angles)[:, None, None]
+    a, b = ab[:, 0], ab[:, 1]
+    return torch.stack([cos * a - sin * b, sin * a + cos * b], dim=1)
+
+
 def pool_hints(hints: torch.Tensor, stride: int) -> torch.Tensor:
     """Hint maps at 1/stride resolution: each cell holds the mean ab of the hinted pixels in it and a
     mask of 1 wherever any pixel was hinted (an average would fade a one-pixel hint to 1/stride^2)."""

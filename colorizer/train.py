@@ -34,7 +34,7 @@ from colorizer.decode import colorize_lab, colorize_logits
 from colorizer.defaults import HINTED_SHARE
 from colorizer.device import resolve_device
 from colorizer.errors import UserError
-from colorizer.hints import sample_hint_counts, simulate_hints
+from colorizer.hints import rotate_hue, sample_hint_counts, simulate_hints
 from colorizer.loss import LossSettings, encode_targets, rebalanced_cross_entropy
 from colorizer.models import build_model, preset_options
 from colorizer.prior import mixed_prior, rebalance_weights
@@ -54,18 +54,25 @@ def autocast(device: torch.device, amp: str):
 
 
 def batch_loss(model: torch.nn.Module, rgb: torch.Tensor, class_weights: torch.Tensor, device: torch.device,
-               settings: LossSettings = LossSettings(), amp: str = "off", hinted_share: float = HINTED_SHARE
-               ) -> torch.Tensor:
+               settings: LossSettings = LossSettings(), amp: str = "off", hinted_share: float = HINTED_SHARE,
+               recolour_share: float = 0.0) -> torch.Tensor:
     """The loss of a batch of uint8 RGB crops; a hint-capable network gets simulated hints for about
-    `hinted_share` of them (validation passes 0: it scores the automatic colorization)."""
+    `hinted_share` of them (validation passes 0: it scores the automatic colorization), and about
+    `recolour_share` of the hinted ones have all their colours turned by one random hue angle."""
     lightness, ab = lab_batch(rgb, device)
     network = checkpoint.unwrap(model)
+    inputs = [lightness.contiguous(memory_format=torch.channels_last)]
+    if getattr(network, "hint_inputs", False):
+        counts = sample_hint_counts(len(rgb), no_hint_share=1 - hinted_share)
+        if recolour_share:
+            # a recoloured photo's hints carry colours no prior predicts, so that the network learns to
+            # carry a hint over the whole region it belongs to rather than blend it into its own guess
+            turned = (counts > 0) & (torch.rand(len(rgb)) < recolour_share)
+            ab = rotate_hue(ab, (torch.rand(len(rgb)) * 2 * math.pi * turned).to(ab.device))
+        inputs.append(simulate_hints(ab, counts))
     # targets at the network's output resolution, from ab averaged over each output cell
     targets = encode_targets(F.avg_pool2d(ab, network.output_stride), class_weights, k=settings.neighbours,
                              sigma=settings.sigma)
-    inputs = [lightness.contiguous(memory_format=torch.channels_last)]
-    if getattr(network, "hint_inputs", False):
-        inputs.append(simulate_hints(ab, sample_hint_counts(len(rgb), no_hint_share=1 - hinted_share)))
     with autocast(device, amp):
         logits = model(*inputs)
     return rebalanced_cross_entropy(logits, targets)
@@ -73,9 +80,9 @@ def batch_loss(model: torch.nn.Module, rgb: torch.Tensor, class_weights: torch.T
 
 def train_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, rgb: torch.Tensor,
                class_weights: torch.Tensor, device: torch.device, settings: LossSettings = LossSettings(),
-               amp: str = "off", hinted_share: float = HINTED_SHARE) -> torch.Tensor:
+               amp: str = "off", hinted_share: float = HINTED_SHARE, recolour_share: float = 0.0) -> torch.Tensor:
     """One optimisation step on a batch of uint8 RGB crops; returns the (detached) loss."""
-    loss = batch_loss(model, rgb, class_weights, device, settings, amp, hinted_share)
+    loss = batch_loss(model, rgb, class_weights, device, settings, amp, hinted_share, recolour_share)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     optimizer.step()
@@ -90,8 +97,9 @@ def check_arguments(args: argparse.Namespace) -> None:
         raise UserError(f"--holdout must be between 0 and 0.5, got {args.holdout:g}")
     if args.holdout and args.val:
         raise UserError("--holdout and --val both name the validation photos: pass one of them")
-    if not 0 <= args.hinted_share <= 1:
-        raise UserError(f"--hinted-share must be between 0 and 1, got {args.hinted_share:g}")
+    for flag in ("hinted_share", "recolour_share"):
+        if not 0 <= getattr(args, flag) <= 1:
+            raise UserError(f"--{flag.replace('_', '-')} must be between 0 and 1, got {getattr(args, flag):g}")
     if args.data_share is not None and (len(args.data_share) != len(args.data) or min(args.data_share) <= 0):
         raise UserError(f"--data-share needs one positive share per --data folder ({len(args.data)}), "
                         f"got {' '.join(f'{v:g}' for v in args.data_share)}")
@@ -194,7 +202,8 @@ def train_one_epoch(model: torch.nn.Module, optimizer: torch.optim.Optimizer, lo
         lr = args.lr * lr_factor(args.lr_schedule, step, args.epochs * len(loader))
         for group in optimizer.param_groups:
             group["lr"] = lr * group.get("lr_scale", 1.0)  # no lr_scale in checkpoints from before it
-        loss = train_step(model, optimizer, rgb, class_weights, device, settings, args.amp, args.hinted_share)
+        loss = train_step(model, optimizer, rgb, class_weights, device, settings, args.amp, args.hinted_share,
+                          args.recolour_share)
         total += loss.item() * len(rgb)
         seen += len(rgb)
         bar.set_postfix(loss=f"{total / seen:.4f}", img_s=f"{seen * world / (time.perf_counter() - started):.1f}")

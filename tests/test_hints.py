@@ -17,6 +17,7 @@ from colorizer.hints import (
     NO_HINT_DISTANCE,
     geodesic_hints,
     pool_hints,
+    rotate_hue,
     sample_hint_counts,
     simulate_hints,
     user_hint_map,
@@ -89,6 +90,14 @@ def test_a_hint_reaches_its_whole_region_before_crossing_an_edge():
 def test_without_hints_every_cell_is_unreached():
     nearest = geodesic_hints(torch.rand(2, 1, 8, 8) * 100, torch.zeros(2, 3, 8, 8))
     assert (nearest[:, :2] == 0).all() and (nearest[:, 2] == NO_HINT_DISTANCE).all()
+
+
+def test_rotating_the_hue_keeps_chroma_and_turns_each_photo_by_its_angle():
+    ab = torch.randn(2, 2, 4, 5) * 30
+    turned = rotate_hue(ab, torch.tensor([0.0, torch.pi / 2]))
+    torch.testing.assert_close(turned[0], ab[0])
+    torch.testing.assert_close(turned.norm(dim=1), ab.norm(dim=1))
+    torch.testing.assert_close(turned[1], torch.stack([-ab[1, 1], ab[1, 0]]))  # a quarter turn: (a, b) -> (-b, a)
 
 
 def test_user_hints_land_where_the_user_clicked():

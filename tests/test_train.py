@@ -116,6 +116,7 @@ def test_until_plateau_stops_early(photo_dir, tmp_path):
     (("--holdout", "0.7"), "between 0 and 0.5"),
     (("--holdout", "0.2", "--val", "elsewhere"), "pass one of them"),
     (("--hinted-share", "1.5"), "--hinted-share must be between 0 and 1"),
+    (("--recolour-share", "-0.1"), "--recolour-share must be between 0 and 1"),
 ])
 def test_bad_arguments_are_one_line_errors(photo_dir, tmp_path, capsys, extra, message):
     assert main(train_args(photo_dir, tmp_path / "run", *extra)) == 1
@@ -230,8 +231,9 @@ def test_init_starts_from_a_trained_model_and_adds_new_layers(photo_dir, tmp_pat
     assert main(effnet_args(tmp_path / "base", TINY_HINT_OPTIONS)) == 0
     propagating = {**TINY_HINT_OPTIONS, "hint_propagation": True}
     capsys.readouterr()
-    # at learning rate 0 the weights stay what --init loaded
-    assert main(effnet_args(tmp_path / "tuned", propagating, "--init", str(tmp_path / "base"), "--lr", "0")) == 0
+    # at learning rate 0 the weights stay what --init loaded (recoloured hinted photos train as well)
+    assert main(effnet_args(tmp_path / "tuned", propagating, "--init", str(tmp_path / "base"), "--lr", "0",
+                            "--hinted-share", "1", "--recolour-share", "1")) == 0
     assert "new layers: propagated_to_encoder, propagated_to_levels, propagation_gate" in capsys.readouterr().out
     base, tuned = load_file(str(tmp_path / "base/model.safetensors")), load_file(str(tmp_path / "tuned/model.safetensors"))
     for name, tensor in base.items():
