@@ -32,7 +32,7 @@ def makefile_flags(variable: str) -> list[str]:
 
 # options added after a model was trained are absent from its record: what the code did before them
 BEFORE_OPTION = {"min_crop_area": 1.0, "encoder_lr_factor": 1.0, "holdout": 0.0, "keep_epochs": False,
-                 "data_share": None, "epoch_size": None, "init": None, "hinted_share": 0.5}
+                 "data_share": None, "epoch_size": None, "init": None, "hinted_share": 0.5, "recolour_share": 0.0}
 
 
 def stages(config: dict) -> list[dict]:
