@@ -67,9 +67,13 @@ def load_model(path: str | os.PathLike) -> tuple[nn.Module, dict[str, Any]]:
     if "pretrained" in options:
         options["pretrained"] = False  # the checkpoint holds every weight: skip loading the backbone's
     model = build_model(config["preset"], **options)
-    state = {k: v.float() if v.is_floating_point() else v for k, v in load_file(str(path)).items()}
-    model.load_state_dict(state)
+    model.load_state_dict(read_weights(path))
     return model.eval(), config
+
+
+def read_weights(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """A weights file's tensors, floats as float32 (bundled models store fp16)."""
+    return {k: v.float() if v.is_floating_point() else v for k, v in load_file(str(path)).items()}
 
 
 def save_optimizer(run_dir: str | os.PathLike, optimizer: torch.optim.Optimizer) -> None:

@@ -21,7 +21,6 @@ import numpy as np
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
-from safetensors.torch import load_file
 from torch.utils.data import DataLoader, DistributedSampler, RandomSampler, WeightedRandomSampler
 from tqdm import tqdm
 
@@ -261,17 +260,15 @@ def train(args: argparse.Namespace) -> Path:
     start_epoch = 0
     started_from = None
     if config is not None:
-        started_from = config.get("init")
+        model.load_state_dict(checkpoint.load_model(out)[0].state_dict())
+        checkpoint.load_optimizer(out, optimizer)
+        history, start_epoch, started_from = config["history"], config["epoch"], config.get("init")
+        if is_main:
+            print(f"resuming {out} after epoch {start_epoch}")
     elif args.init:
         fresh, started_from = initial_weights(model, args.init, args.preset)
         if is_main:
             print(f"starting from {args.init}" + (f"; new layers: {', '.join(fresh)}" if fresh else ""))
-    if config is not None:
-        model.load_state_dict(checkpoint.load_model(out)[0].state_dict())
-        checkpoint.load_optimizer(out, optimizer)
-        history, start_epoch = config["history"], config["epoch"]
-        if is_main:
-            print(f"resuming {out} after epoch {start_epoch}")
     if world > 1:
         model = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
     writer = _tensorboard(out) if is_main else None
@@ -315,10 +312,8 @@ def initial_weights(model: torch.nn.Module, path: str, preset: str) -> tuple[lis
     trained = recorded.get("preset")
     if trained != preset:
         raise UserError(f"--init {path} is a {trained} model; this run trains {preset}")
-    state = load_file(str(weights))
     try:
-        missing, unexpected = model.load_state_dict({k: v.float() if v.is_floating_point() else v
-                                                     for k, v in state.items()}, strict=False)
+        missing, unexpected = model.load_state_dict(checkpoint.read_weights(weights), strict=False)
     except RuntimeError as exc:
         raise UserError(f"--init {path} does not fit this network: {str(exc).splitlines()[-1].strip()}") from None
     if unexpected:
