@@ -40,9 +40,11 @@ from colorizer.prior import mixed_prior, rebalance_weights
 
 SAMPLE_COUNT = 8
 # Recorded options that change what a run optimises: resuming with other values would silently train a
-# different model (the loss, the optimizer's groups, or which photos are trained and validated on).
+# different model (the loss, the optimizer's groups, which photos are trained and validated on, or how
+# they are hinted).
 RESUME_MUST_MATCH = {"mix": 0.5, "sigma": 5.0, "neighbours": 5, "encoder_lr_factor": 1.0, "holdout": 0.0,
-                     "data_share": None, "epoch_size": None, "preset": None}
+                     "data_share": None, "epoch_size": None, "preset": None, "hinted_share": HINTED_SHARE,
+                     "recolour_share": 0.0}
 
 
 def autocast(device: torch.device, amp: str):

@@ -205,6 +205,7 @@ def test_encoder_lr_factor_scales_the_encoder_steps(photo_dir, tmp_path):
     (("--holdout", "0.5"), "--holdout 0"),
     (("--mix", "0.2"), "--mix 0.5; resume it with the same, not 0.2"),
     (("--sigma", "3"), "--sigma 5"),
+    (("--hinted-share", "0.2"), "--hinted-share 0.5"),
     (("--neighbours", "3"), "--neighbours 5"),
     (("--options", '{"width": 0.25}'), "was trained with --options"),
 ])
