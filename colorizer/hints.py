@@ -121,6 +121,16 @@ def geodesic_hints(lightness: torch.Tensor, hints: torch.Tensor, edge_cost: floa
     return torch.cat([colour, distance], dim=1)
 
 
+def nearest_hint(lightness: torch.Tensor, hints: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The nearest hint's colour (N, 2, h, w) and its geodesic distance in cells (N, 1, h, w) on the grid
+    of pooled `hints` (N, 3, h, w), from the network's input L in [-1, 1] (N, 1, H, W)."""
+    stride = lightness.shape[-1] // hints.shape[-1]
+    with torch.no_grad():
+        cells_l = (F.avg_pool2d(lightness.float(), stride) + 1) * 50
+        nearest = geodesic_hints(cells_l, hints)
+    return nearest[:, :2], nearest[:, 2:]
+
+
 def user_hint_map(hints: Sequence[dict[str, Any]], photo_size: tuple[int, int], map_size: tuple[int, int],
                   ab_of_rgb) -> torch.Tensor:
     """A (1, 3, h, w) hint map from a user's hints on a photo of `photo_size` (width, height).

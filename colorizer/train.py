@@ -33,12 +33,16 @@ from colorizer.decode import colorize_lab, colorize_logits
 from colorizer.defaults import HINTED_SHARE
 from colorizer.device import resolve_device
 from colorizer.errors import UserError
-from colorizer.hints import rotate_hue, sample_hint_counts, simulate_hints
+from colorizer.hints import nearest_hint, pool_hints, rotate_hue, sample_hint_counts, simulate_hints
 from colorizer.loss import LossSettings, encode_targets, rebalanced_cross_entropy
 from colorizer.models import build_model, preset_options
+from colorizer.models.efficientnet import PROPAGATION_SCALES
 from colorizer.prior import mixed_prior, rebalance_weights
 
 SAMPLE_COUNT = 8
+# How far (cells of the output grid) a recoloured photo's hints count as explaining its colours: the
+# propagation's far scale, over which the nearness it gives the network fades to 1/e.
+RECOLOURED_REACH = PROPAGATION_SCALES[-1]
 # Recorded options that change what a run optimises: resuming with other values would silently train a
 # different model (the loss, the optimizer's groups, which photos are trained and validated on, or how
 # they are hinted).
@@ -63,6 +67,7 @@ def batch_loss(model: torch.nn.Module, rgb: torch.Tensor, class_weights: torch.T
     lightness, ab = lab_batch(rgb, device)
     network = checkpoint.unwrap(model)
     inputs = [lightness.contiguous(memory_format=torch.channels_last)]
+    turned = torch.zeros(len(rgb), dtype=torch.bool)
     if getattr(network, "hint_inputs", False):
         counts = sample_hint_counts(len(rgb), no_hint_share=1 - hinted_share)
         if recolour_share:
@@ -74,9 +79,21 @@ def batch_loss(model: torch.nn.Module, rgb: torch.Tensor, class_weights: torch.T
     # targets at the network's output resolution, from ab averaged over each output cell
     targets = encode_targets(F.avg_pool2d(ab, network.output_stride), class_weights, k=settings.neighbours,
                              sigma=settings.sigma)
+    if turned.any():
+        weights = recoloured_weights(lightness, inputs[1], turned.to(ab.device), network.output_stride)
+        targets = targets._replace(pixel_weights=targets.pixel_weights * weights)
     with autocast(device, amp):
         logits = model(*inputs)
     return rebalanced_cross_entropy(logits, targets)
+
+
+def recoloured_weights(lightness: torch.Tensor, hint_maps: torch.Tensor, turned: torch.Tensor, stride: int) -> torch.Tensor:
+    """Loss weights (N, H / stride, W / stride) for a batch whose `turned` photos had their colours
+    recoloured: 1 for the others; in a recoloured photo each cell's nearness to a hint, exp(-geodesic
+    distance / RECOLOURED_REACH). Far from its hints a recoloured photo's colours cannot be guessed, and
+    scoring them there would teach the network that no colour can be."""
+    _, distance = nearest_hint(lightness, pool_hints(hint_maps, stride))
+    return torch.where(turned[:, None, None], torch.exp(-distance[:, 0] / RECOLOURED_REACH), 1.0)
 
 
 def train_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, rgb: torch.Tensor,

@@ -14,7 +14,7 @@ from colorizer.data import PhotoDataset, scan_folder
 from colorizer.loss import encode_targets
 from colorizer.models import build_model
 from colorizer.prior import compute_prior, rebalance_weights
-from colorizer.train import lr_factor, parameter_groups
+from colorizer.train import lr_factor, parameter_groups, recoloured_weights
 from tests.conftest import TINY_OPTIONS
 from toolkit.cli import main
 
@@ -250,3 +250,20 @@ def test_init_starts_from_a_trained_model_and_adds_new_layers(photo_dir, tmp_pat
     assert main(train_args(photo_dir, tmp_path / "other", "--init", str(tmp_path / "base"))) == 1
     err = capsys.readouterr().err
     assert "is a effnet-lite0 model; this run trains zhang2016" in err and "Traceback" not in err
+
+
+def test_a_recoloured_photo_is_scored_only_within_reach_of_its_hints():
+    # 32x32 photos: a flat left half, a strong edge, a flat right half; one hint at the far left
+    lightness = torch.full((2, 1, 32, 32), -0.6)
+    lightness[..., 16:] = 0.6
+    hints = torch.zeros(2, 3, 32, 32)
+    hints[:, :, 12:16, 0:4] = torch.tensor([0.3, -0.2, 1.0])[:, None, None]
+    weights = recoloured_weights(lightness, hints, torch.tensor([True, False]), stride=4)
+    assert weights.shape == (2, 8, 8)
+    assert torch.equal(weights[1], torch.ones(8, 8))  # an ordinary photo counts everywhere
+    turned = weights[0]
+    assert turned[3, 0] == 1.0  # the hinted cell
+    assert turned[3, 3] > 0.8  # the hint's own region, 3 cells away
+    # the cell just across the edge is as near as the region's cells, yet counts far less
+    assert turned[3, 4] < 0.5 * turned[3, 3]
+    assert turned[3, 7] < turned[3, 4]

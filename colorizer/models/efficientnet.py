@@ -29,7 +29,7 @@ from torch import nn
 
 from colorizer.bins import NUM_BINS, ab_bins
 from colorizer.errors import UserError
-from colorizer.hints import AB_SCALE, HINT_CHANNELS, geodesic_hints, pool_hints
+from colorizer.hints import AB_SCALE, HINT_CHANNELS, nearest_hint, pool_hints
 
 # geodesic distances (in cells of the stride-4 grid) over which the propagated colour fades: near and far
 PROPAGATION_SCALES = (4.0, 16.0)
@@ -99,11 +99,7 @@ def propagated_features(lightness: torch.Tensor, hints: torch.Tensor) -> tuple[t
     PROPAGATED_CHANNELS, h, w), for each fading scale the nearest hint's a and b times its nearness and
     then the nearness, which is exp(-distance / scale) and exactly 0 in a photo without hints; and the
     nearest hint's (a, b) (N, 2, h, w)."""
-    stride = lightness.shape[-1] // hints.shape[-1]
-    with torch.no_grad():
-        cells_l = (F.avg_pool2d(lightness.float(), stride) + 1) * 50
-        nearest = geodesic_hints(cells_l, hints)
-    ab, distance = nearest[:, :2], nearest[:, 2:]
+    ab, distance = nearest_hint(lightness, hints)
     features = []
     for scale in PROPAGATION_SCALES:
         nearness = torch.exp(-distance / scale)
