@@ -46,7 +46,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "the rest train the automatic colorization)")
     parser.add_argument("--recolour-share", type=float, default=0.0, metavar="FRACTION",
                         help="share of the hinted training photos whose colours are all turned by one random hue "
-                             "angle, hints and targets alike: hints then carry colours the network cannot guess")
+                             "angle, hints and targets alike: hints then carry colours the network cannot guess "
+                             "(their loss counts each cell by its nearness to a hint)")
     parser.add_argument("--mix", type=float, default=0.5, help="uniform mixing lambda of the rebalancing")
     parser.add_argument("--neighbours", type=int, default=5, help="bins per soft target")
     parser.add_argument("--sigma", type=float, default=5.0, help="Gaussian kernel of the soft targets (ab units)")
