@@ -36,13 +36,10 @@ from colorizer.errors import UserError
 from colorizer.hints import nearest_hint, pool_hints, rotate_hue, sample_hint_counts, simulate_hints
 from colorizer.loss import LossSettings, encode_targets, rebalanced_cross_entropy
 from colorizer.models import build_model, preset_options
-from colorizer.models.efficientnet import PROPAGATION_SCALES
+from colorizer.models.efficientnet import DEFAULT_REACH
 from colorizer.prior import mixed_prior, rebalance_weights
 
 SAMPLE_COUNT = 8
-# How far (cells of the output grid) a recoloured photo's hints count as explaining its colours: the
-# propagation's far scale, over which the nearness it gives the network fades to 1/e.
-RECOLOURED_REACH = PROPAGATION_SCALES[-1]
 # Recorded options that change what a run optimises: resuming with other values would silently train a
 # different model (the loss, the optimizer's groups, which photos are trained and validated on, or how
 # they are hinted).
@@ -80,20 +77,23 @@ def batch_loss(model: torch.nn.Module, rgb: torch.Tensor, class_weights: torch.T
     targets = encode_targets(F.avg_pool2d(ab, network.output_stride), class_weights, k=settings.neighbours,
                              sigma=settings.sigma)
     if turned.any():
-        weights = recoloured_weights(lightness, inputs[1], turned.to(ab.device), network.output_stride)
+        weights = recoloured_weights(lightness, inputs[1], turned.to(ab.device), network.output_stride,
+                                     getattr(network, "propagation_reach", DEFAULT_REACH))
         targets = targets._replace(pixel_weights=targets.pixel_weights * weights)
     with autocast(device, amp):
         logits = model(*inputs)
     return rebalanced_cross_entropy(logits, targets)
 
 
-def recoloured_weights(lightness: torch.Tensor, hint_maps: torch.Tensor, turned: torch.Tensor, stride: int) -> torch.Tensor:
+def recoloured_weights(lightness: torch.Tensor, hint_maps: torch.Tensor, turned: torch.Tensor, stride: int,
+                       reach: float = DEFAULT_REACH) -> torch.Tensor:
     """Loss weights (N, H / stride, W / stride) for a batch whose `turned` photos had their colours
     recoloured: 1 for the others; in a recoloured photo each cell's nearness to a hint, exp(-geodesic
-    distance / RECOLOURED_REACH). Far from its hints a recoloured photo's colours cannot be guessed, and
-    scoring them there would teach the network that no colour can be."""
+    distance / reach), `reach` being the network's far propagation scale (cells). Far from its hints a
+    recoloured photo's colours cannot be guessed, and scoring them there would teach the network that
+    no colour can be."""
     _, distance = nearest_hint(lightness, pool_hints(hint_maps, stride))
-    return torch.where(turned[:, None, None], torch.exp(-distance[:, 0] / RECOLOURED_REACH), 1.0)
+    return torch.where(turned[:, None, None], torch.exp(-distance[:, 0] / reach), 1.0)
 
 
 def train_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, rgb: torch.Tensor,

@@ -31,9 +31,11 @@ from colorizer.bins import NUM_BINS, ab_bins
 from colorizer.errors import UserError
 from colorizer.hints import AB_SCALE, HINT_CHANNELS, nearest_hint, pool_hints
 
-# geodesic distances (in cells of the stride-4 grid) over which the propagated colour fades: near and far
-PROPAGATION_SCALES = (4.0, 16.0)
-PROPAGATED_CHANNELS = 3 * len(PROPAGATION_SCALES)
+# geodesic distances (in cells of the stride-4 grid) over which the propagated colour fades: near, and
+# by default far (option `propagation_reach`)
+NEAR_SCALE = 4.0
+DEFAULT_REACH = 16.0
+PROPAGATED_CHANNELS = 6
 
 
 def efficientnet_lite0(pretrained: bool = True, **timm_kwargs) -> nn.Module:
@@ -94,14 +96,15 @@ def _hint_embedding(channels: int, hidden: int = 64, inputs: int = HINT_CHANNELS
     return embedding
 
 
-def propagated_features(lightness: torch.Tensor, hints: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def propagated_features(lightness: torch.Tensor, hints: torch.Tensor, reach: float = DEFAULT_REACH
+                         ) -> tuple[torch.Tensor, torch.Tensor]:
     """From input L in [-1, 1] (N, 1, H, W) and pooled hints (N, 3, h, w): the features (N,
-    PROPAGATED_CHANNELS, h, w), for each fading scale the nearest hint's a and b times its nearness and
-    then the nearness, which is exp(-distance / scale) and exactly 0 in a photo without hints; and the
-    nearest hint's (a, b) (N, 2, h, w)."""
+    PROPAGATED_CHANNELS, h, w), for each fading scale (NEAR_SCALE, then `reach`) the nearest hint's a
+    and b times its nearness and then the nearness, which is exp(-distance / scale) and exactly 0 in a
+    photo without hints; and the nearest hint's (a, b) (N, 2, h, w)."""
     ab, distance = nearest_hint(lightness, hints)
     features = []
-    for scale in PROPAGATION_SCALES:
+    for scale in (NEAR_SCALE, reach):
         nearness = torch.exp(-distance / scale)
         features += [ab * nearness, nearness]
     return torch.cat(features, dim=1), ab
@@ -126,7 +129,7 @@ class EfficientNetColorizer(nn.Module):
     output_stride = 4
 
     def __init__(self, pretrained: bool = True, decoder_width: int = 96, frozen_stages: int = 0,
-                 hint_inputs: bool = False, hint_propagation: bool = False):
+                 hint_inputs: bool = False, hint_propagation: bool = False, propagation_reach: float = DEFAULT_REACH):
         super().__init__()
         self.encoder = efficientnet_lite0(pretrained, features_only=True, out_indices=(1, 2, 3, 4))
         # Freezing the stem and first stages keeps generic edge detectors and roughly halves the backward
@@ -155,9 +158,12 @@ class EfficientNetColorizer(nn.Module):
             # large enough at the start that a hint shows (soft-encoded weights are at most 1)
             self.hint_gain = nn.Parameter(torch.tensor(4.0))
         self.hint_propagation = hint_propagation
+        self.propagation_reach = float(propagation_reach)
         if hint_propagation:
             if not hint_inputs:
                 raise UserError("hint_propagation needs hint_inputs: give both options")
+            if not (isinstance(propagation_reach, (int, float)) and propagation_reach > NEAR_SCALE):
+                raise UserError(f"propagation_reach must be a number of cells above {NEAR_SCALE:g}, got {propagation_reach!r}")
             self.propagated_to_encoder = _hint_embedding(channels[0], inputs=PROPAGATED_CHANNELS, zero=True)
             self.propagated_to_levels = nn.ModuleList(
                 _hint_embedding(decoder_width, inputs=PROPAGATED_CHANNELS, zero=True) for _ in channels)
@@ -185,7 +191,7 @@ class EfficientNetColorizer(nn.Module):
             for _ in self.lateral[1:]:
                 levels.append(pool_hints(levels[-1], 2))
             if self.hint_propagation:
-                first, nearest_ab = propagated_features(lightness, levels[0])
+                first, nearest_ab = propagated_features(lightness, levels[0], self.propagation_reach)
                 propagated = [first.to(lightness.dtype)]
                 for _ in self.lateral[1:]:
                     propagated.append(F.avg_pool2d(propagated[-1], 2))
