@@ -173,6 +173,26 @@ def test_propagation_carries_a_hint_over_its_region():
     assert (ab[right] - automatic[right]).norm(dim=0).max() < (ab[left] - automatic[left]).norm(dim=0).min()
 
 
+def test_a_longer_propagation_reach_carries_a_hint_further():
+    """With the gate open, the far end of a long flat strip (60 cells from the hint) takes the hinted
+    colour when the network's far propagation scale is long, and keeps its own when it is the default;
+    a reach no longer than the near scale is refused."""
+    torch.manual_seed(0)
+    short = build_model("effnet-lite0", **TINY_HINT_OPTIONS, hint_propagation=True).eval()
+    long = build_model("effnet-lite0", **TINY_HINT_OPTIONS, hint_propagation=True, propagation_reach=64).eval()
+    torch.nn.init.constant_(short.propagation_gate.bias, 20.0)
+    long.load_state_dict(short.state_dict())
+    lightness = torch.zeros(1, 1, 32, 256)
+    hinted = torch.zeros(1, 3, 32, 256)
+    hinted[0, :, 16, 2] = torch.tensor([60 / AB_SCALE, 40 / AB_SCALE, 1.0])
+    target = torch.tensor([60.0, 40.0])
+    with torch.no_grad():
+        far_end = [annealed_mean(model(lightness, hinted))[0, :, :, -4:].mean((1, 2)) for model in (short, long)]
+    assert (far_end[1] - target).norm() < 15 < (far_end[0] - target).norm()
+    with pytest.raises(UserError, match="propagation_reach must be"):
+        build_model("effnet-lite0", **TINY_HINT_OPTIONS, hint_propagation=True, propagation_reach=2)
+
+
 def test_a_model_without_hint_inputs_refuses_hints(tiny_checkpoint):
     colorizer = Colorizer.load(tiny_checkpoint)
     assert not colorizer.takes_hints
