@@ -36,7 +36,6 @@ from colorizer.errors import UserError
 from colorizer.hints import nearest_hint, pool_hints, rotate_hue, sample_hint_counts, simulate_hints
 from colorizer.loss import LossSettings, encode_targets, rebalanced_cross_entropy
 from colorizer.models import build_model, preset_options
-from colorizer.models.efficientnet import DEFAULT_REACH
 from colorizer.prior import mixed_prior, rebalance_weights
 
 SAMPLE_COUNT = 8
@@ -78,7 +77,7 @@ def batch_loss(model: torch.nn.Module, rgb: torch.Tensor, class_weights: torch.T
                              sigma=settings.sigma)
     if turned.any():
         weights = recoloured_weights(lightness, inputs[1], turned.to(ab.device), network.output_stride,
-                                     getattr(network, "propagation_reach", DEFAULT_REACH))
+                                     network.propagation_reach)
         targets = targets._replace(pixel_weights=targets.pixel_weights * weights)
     with autocast(device, amp):
         logits = model(*inputs)
@@ -86,7 +85,7 @@ def batch_loss(model: torch.nn.Module, rgb: torch.Tensor, class_weights: torch.T
 
 
 def recoloured_weights(lightness: torch.Tensor, hint_maps: torch.Tensor, turned: torch.Tensor, stride: int,
-                       reach: float = DEFAULT_REACH) -> torch.Tensor:
+                       reach: float) -> torch.Tensor:
     """Loss weights (N, H / stride, W / stride) for a batch whose `turned` photos had their colours
     recoloured: 1 for the others; in a recoloured photo each cell's nearness to a hint, exp(-geodesic
     distance / reach), `reach` being the network's far propagation scale (cells). Far from its hints a

@@ -191,6 +191,8 @@ def test_a_longer_propagation_reach_carries_a_hint_further():
     assert (far_end[1] - target).norm() < 15 < (far_end[0] - target).norm()
     with pytest.raises(UserError, match="propagation_reach must be"):
         build_model("effnet-lite0", **TINY_HINT_OPTIONS, hint_propagation=True, propagation_reach=2)
+    with pytest.raises(UserError, match="propagation_reach needs hint_propagation"):
+        build_model("effnet-lite0", **TINY_HINT_OPTIONS, propagation_reach=40)
 
 
 def test_a_model_without_hint_inputs_refuses_hints(tiny_checkpoint):

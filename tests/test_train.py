@@ -15,7 +15,7 @@ from colorizer.loss import encode_targets
 from colorizer.models import build_model
 from colorizer.prior import compute_prior, rebalance_weights
 from colorizer.train import lr_factor, parameter_groups, recoloured_weights
-from tests.conftest import TINY_OPTIONS
+from tests.conftest import TINY_HINT_OPTIONS, TINY_OPTIONS
 from toolkit.cli import main
 
 
@@ -222,8 +222,6 @@ def test_resuming_with_another_loss_split_or_network_is_a_one_line_error(photo_d
 
 
 def test_init_starts_from_a_trained_model_and_adds_new_layers(photo_dir, tmp_path, capsys):
-    from tests.conftest import TINY_HINT_OPTIONS
-
     def effnet_args(out, options, *extra):
         return ["train", "--data", str(photo_dir), "--preset", "effnet-lite0", "--options", json.dumps(options),
                 "--image-size", "32", "--batch-size", "4", "--workers", "0", "--device", "cpu", "--epochs", "1",
@@ -258,7 +256,7 @@ def test_a_recoloured_photo_is_scored_only_within_reach_of_its_hints():
     lightness[..., 16:] = 0.6
     hints = torch.zeros(2, 3, 32, 32)
     hints[:, :, 12:16, 0:4] = torch.tensor([0.3, -0.2, 1.0])[:, None, None]
-    weights = recoloured_weights(lightness, hints, torch.tensor([True, False]), stride=4)
+    weights = recoloured_weights(lightness, hints, torch.tensor([True, False]), stride=4, reach=16.0)
     assert weights.shape == (2, 8, 8)
     assert torch.equal(weights[1], torch.ones(8, 8))  # an ordinary photo counts everywhere
     turned = weights[0]
@@ -267,3 +265,19 @@ def test_a_recoloured_photo_is_scored_only_within_reach_of_its_hints():
     # the cell just across the edge is as near as the region's cells, yet counts far less
     assert turned[3, 4] < 0.5 * turned[3, 3]
     assert turned[3, 7] < turned[3, 4]
+
+
+def test_the_loss_of_recoloured_photos_counts_cells_by_their_nearness_to_a_hint(monkeypatch):
+    import colorizer.train as train
+
+    model = build_model("effnet-lite0", **TINY_HINT_OPTIONS, hint_propagation=True)
+    rgb = torch.randint(0, 256, (4, 3, 64, 64), dtype=torch.uint8)
+
+    def loss() -> float:
+        torch.manual_seed(0)  # the same hints and hue turns both times
+        return train.batch_loss(model, rgb, torch.ones(313), torch.device("cpu"), hinted_share=1.0,
+                                recolour_share=1.0).item()
+
+    weighted = loss()
+    monkeypatch.setattr(train, "recoloured_weights", lambda lightness, *args: torch.ones(len(lightness), 16, 16))
+    assert weighted < 0.9 * loss()  # every cell of a turned photo counted in full

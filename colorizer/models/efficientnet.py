@@ -35,7 +35,7 @@ from colorizer.hints import AB_SCALE, HINT_CHANNELS, nearest_hint, pool_hints
 # by default far (option `propagation_reach`)
 NEAR_SCALE = 4.0
 DEFAULT_REACH = 16.0
-PROPAGATED_CHANNELS = 6
+PROPAGATED_CHANNELS = 2 * 3  # a, b and nearness at the near and the far scale
 
 
 def efficientnet_lite0(pretrained: bool = True, **timm_kwargs) -> nn.Module:
@@ -159,6 +159,8 @@ class EfficientNetColorizer(nn.Module):
             self.hint_gain = nn.Parameter(torch.tensor(4.0))
         self.hint_propagation = hint_propagation
         self.propagation_reach = float(propagation_reach)
+        if propagation_reach != DEFAULT_REACH and not hint_propagation:
+            raise UserError("propagation_reach needs hint_propagation: give both options")
         if hint_propagation:
             if not hint_inputs:
                 raise UserError("hint_propagation needs hint_inputs: give both options")
