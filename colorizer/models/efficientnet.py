@@ -158,14 +158,14 @@ class EfficientNetColorizer(nn.Module):
             # large enough at the start that a hint shows (soft-encoded weights are at most 1)
             self.hint_gain = nn.Parameter(torch.tensor(4.0))
         self.hint_propagation = hint_propagation
-        self.propagation_reach = float(propagation_reach)
         if propagation_reach != DEFAULT_REACH and not hint_propagation:
             raise UserError("propagation_reach needs hint_propagation: give both options")
+        if not (isinstance(propagation_reach, (int, float)) and propagation_reach > NEAR_SCALE):
+            raise UserError(f"propagation_reach must be a number of cells above {NEAR_SCALE:g}, got {propagation_reach!r}")
+        self.propagation_reach = float(propagation_reach)
         if hint_propagation:
             if not hint_inputs:
                 raise UserError("hint_propagation needs hint_inputs: give both options")
-            if not (isinstance(propagation_reach, (int, float)) and propagation_reach > NEAR_SCALE):
-                raise UserError(f"propagation_reach must be a number of cells above {NEAR_SCALE:g}, got {propagation_reach!r}")
             self.propagated_to_encoder = _hint_embedding(channels[0], inputs=PROPAGATED_CHANNELS, zero=True)
             self.propagated_to_levels = nn.ModuleList(
                 _hint_embedding(decoder_width, inputs=PROPAGATED_CHANNELS, zero=True) for _ in channels)
