@@ -60,6 +60,9 @@ def register(commands: argparse._SubParsersAction) -> None:
                         "classifier: a torchvision state dict file, or a download when there is a network")
     parser.add_argument("--out", type=Path, required=True, metavar="DIR", help="output folder")
     parser.add_argument("--limit", type=int, help="classify at most this many photos, spread over the classes")
+    parser.add_argument("--holdout", type=float, metavar="FRACTION",
+                        help="classify only the photos of --data that `train --holdout FRACTION` held out: "
+                        "for choosing settings without touching a val split")
     parser.add_argument("--batch-size", type=int, default=16, help="photos per batch (default 16)")
     parser.add_argument("--temperature", type=float, default=DEFAULT_TEMPERATURE,
                         help=f"annealed-mean temperature of the colorizations (default {DEFAULT_TEMPERATURE}, the paper's)")
@@ -109,17 +112,19 @@ class LabelledPhotos:
         return CLASSIFIED_TRUTH if self.labels is None else TRUE_CLASS
 
 
-def labelled_photos(root: Path, limit: int | None = None) -> LabelledPhotos:
-    """Colour photos under `root`; gray ones are dropped as in `colorizer eval` (no colour to restore)."""
-    from colorizer.data import scan_folder
+def labelled_photos(root: Path, limit: int | None = None, holdout: float | None = None) -> LabelledPhotos:
+    """Colour photos under `root`; gray ones are dropped as in `colorizer eval` (no colour to restore).
+    With `holdout`, only the photos `train --holdout` keeps out of training (as `eval --holdout`)."""
+    from colorizer.data import hold_out, scan_folder
 
     scan = scan_folder(root, limit=limit)
-    folders = [path.relative_to(root).parts for path in scan.colour]
+    paths = hold_out(scan.colour, root, holdout)[1] if holdout else scan.colour
+    folders = [path.relative_to(root).parts for path in paths]
     dropped = len(scan.gray), len(scan.corrupt)
     if any(len(parts) == 1 or not WORDNET_ID.fullmatch(parts[0]) for parts in folders):
-        return LabelledPhotos(scan.colour, None, *dropped)
+        return LabelledPhotos(paths, None, *dropped)
     index = imagenet_index({parts[0] for parts in folders})
-    return LabelledPhotos(scan.colour, [index[parts[0]] for parts in folders], *dropped)
+    return LabelledPhotos(paths, [index[parts[0]] for parts in folders], *dropped)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -147,13 +152,13 @@ class Classifier:
         ])
         return torch.stack([transform(image) for image in images])
 
-    def top1(self, images: list[Image.Image]) -> torch.Tensor:
-        """The predicted class index of each image."""
+    def log_probs(self, images: list[Image.Image]) -> torch.Tensor:
+        """(N, 1000) log-probabilities of the ImageNet classes for each image."""
         import torch
 
         device = next(self.network.parameters()).device
         with torch.inference_mode():
-            return self.network(self.preprocess(images).to(device)).argmax(1).cpu()
+            return self.network(self.preprocess(images).to(device)).float().log_softmax(1).cpu()
 
 
 def load_classifier(spec: str, device: str | torch.device = "cpu") -> Classifier:
@@ -239,28 +244,43 @@ def baseline_variants(photos: list[Image.Image], generator: torch.Generator) -> 
     return variants
 
 
+@dataclass
+class Classified:
+    """What the classifier made of every photo under each variant (baselines, then models)."""
+
+    predictions: dict[str, list[int]]  # top-1 class index
+    # log-probability of the photo's label (or, without labels, of the class taken for the colour photo):
+    # a graded score, so that comparisons on a few hundred photos need not wait for whole photos to flip
+    label_log_probs: dict[str, list[float]]
+
+
 def classify_variants(
     photos: LabelledPhotos, classifier: Classifier, colorizers: dict[str, Any], *, batch_size: int,
     temperature: float, seed: int, progress: bool = True,
-) -> dict[str, list[int]]:
-    """The classifier's top-1 prediction for every photo under each variant (baselines, then models)."""
+) -> Classified:
+    """Classify every photo as ground truth, gray, randomly colorized and colorized by each model."""
     import torch
     from tqdm import tqdm
 
     from colorizer.images import open_image
 
     generator = torch.Generator().manual_seed(seed)
-    predictions: dict[str, list[int]] = {name: [] for name in (*BASELINES, *colorizers)}
+    names = (*BASELINES, *colorizers)
+    result = Classified({name: [] for name in names}, {name: [] for name in names})
     with tqdm(total=len(photos.paths), desc=f"classify {classifier.name}", unit="img", disable=not progress) as bar:
         for start in range(0, len(photos.paths), batch_size):
             batch = [open_image(path).convert("RGB") for path in photos.paths[start : start + batch_size]]
             variants = baseline_variants(batch, generator)
             for name, colorizer in colorizers.items():
                 variants[name] = colorizer.colorize_many(batch, temperature, batch_size)
-            for name, images in variants.items():
-                predictions[name] += classifier.top1(images).tolist()
+            scores = {name: classifier.log_probs(images) for name, images in variants.items()}
+            labels = (torch.tensor(photos.labels[start : start + batch_size]) if photos.labels is not None
+                      else scores["ground_truth"].argmax(1))
+            for name, log_probs in scores.items():
+                result.predictions[name] += log_probs.argmax(1).tolist()
+                result.label_log_probs[name] += log_probs.gather(1, labels[:, None])[:, 0].tolist()
             bar.update(len(batch))
-    return predictions
+    return result
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -278,27 +298,46 @@ def mcnemar_exact(first: list[bool], second: list[bool]) -> dict[str, Any]:
     return {"first_only": first_only, "second_only": second_only, "p_value": p_value}
 
 
-def paired_comparisons(correct: dict[str, list[bool]], models: list[str]) -> list[dict[str, Any]]:
+def log_prob_difference(first: list[float], second: list[float]) -> dict[str, Any]:
+    """Mean per-photo difference of the label's log-probability, first minus second, with a paired
+    t-test's 95% interval and p-value."""
+    import numpy as np
+    from scipy import stats
+
+    differences = np.asarray(first, dtype=float) - np.asarray(second, dtype=float)
+    mean = round(float(differences.mean()), 4) if len(differences) else 0.0
+    if len(differences) < 2 or differences.std() == 0:  # no spread: nothing for a t-test to weigh
+        return {"mean": mean, "ci95": None, "p_value": 1.0 if mean == 0 else 0.0}
+    test = stats.ttest_1samp(differences, 0.0)
+    low, high = test.confidence_interval(0.95)
+    return {"mean": mean, "ci95": [round(float(low), 4), round(float(high), 4)], "p_value": float(test.pvalue)}
+
+
+def paired_comparisons(correct: dict[str, list[bool]], log_probs: dict[str, list[float]],
+                       models: list[str]) -> list[dict[str, Any]]:
     """Each model against the gray image (does its colour help?) and each pair of models."""
     pairs = [(model, "gray") for model in models] + list(combinations(models, 2))
-    return [{"first": a, "second": b, **mcnemar_exact(correct[a], correct[b])} for a, b in pairs]
+    return [{"first": a, "second": b, **mcnemar_exact(correct[a], correct[b]),
+             "log_prob_difference": log_prob_difference(log_probs[a], log_probs[b])} for a, b in pairs]
 
 
-def summarize(photos: LabelledPhotos, predictions: dict[str, list[int]], models: list[str]) -> dict[str, Any]:
-    """table.json: top-1 in percent with Wilson 95% intervals, and the paired tests."""
+def summarize(photos: LabelledPhotos, classified: Classified, models: list[str]) -> dict[str, Any]:
+    """table.json: top-1 in percent with Wilson 95% intervals, the mean log-probability of the label,
+    and the paired tests."""
     from analysis.votes import proportion_test
 
     correct = {name: [p == label for p, label in zip(predicted, photos.labels, strict=True)]
-               for name, predicted in predictions.items()}
+               for name, predicted in classified.predictions.items()}
     n = len(photos.labels)
     intervals = {name: proportion_test(sum(hits), n)["ci95"] for name, hits in correct.items()}
     return {
         "top1": {name: _percent(sum(hits) / n) for name, hits in correct.items()},
         "ci95": {name: [_percent(bound) for bound in bounds] for name, bounds in intervals.items()},
         "correct": {name: sum(hits) for name, hits in correct.items()},
+        "log_prob": {name: round(sum(values) / n, 4) for name, values in classified.label_log_probs.items()},
         "n_images": n,
         "dropped": {"gray": photos.dropped_gray, "corrupt": photos.dropped_corrupt},
-        "paired": paired_comparisons(correct, models),
+        "paired": paired_comparisons(correct, classified.label_log_probs, models),
     }
 
 
@@ -315,20 +354,21 @@ def render_table(table: dict[str, Any]) -> str:
         "",
         f"{table['n_images']} colour photos of `{table['data']}` (dropped {dropped['gray']} without colour, "
         f"{dropped['corrupt']} unreadable); annealed-mean temperature {table['temperature']}, random seed "
-        f"{table['seed']}. Scored against {table.get('labels', TRUE_CLASS)}. Intervals: Wilson 95%.",
+        f"{table['seed']}. Scored against {table.get('labels', TRUE_CLASS)}. Intervals: Wilson 95%. "
+        "log p: the classifier's mean log-probability of that class.",
         "",
-        "| colorization | top-1 | 95% interval |",
-        "| --- | ---: | ---: |",
-        *(f"| {row} | {table['top1'][row]:.2f}% | {table['ci95'][row][0]:.2f} to {table['ci95'][row][1]:.2f} |"
-          for row in rows),
+        "| colorization | top-1 | 95% interval | log p |",
+        "| --- | ---: | ---: | ---: |",
+        *(f"| {row} | {table['top1'][row]:.2f}% | {table['ci95'][row][0]:.2f} to {table['ci95'][row][1]:.2f} "
+          f"| {table['log_prob'][row]:.3f} |" for row in rows),
         "",
         "Paired on the same photos (exact McNemar test: only photos that one side gets right and the other "
-        "wrong count):",
+        "wrong count; log p difference: mean over photos, first minus second, with a paired t-test):",
         "",
-        "| first | second | only first right | only second right | p |",
-        "| --- | --- | ---: | ---: | ---: |",
-        *(f"| {c['first']} | {c['second']} | {c['first_only']} | {c['second_only']} | {c['p_value']:.3g} |"
-          for c in table["paired"]),
+        "| first | second | only first right | only second right | p | log p difference | 95% interval | p |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+        *(f"| {c['first']} | {c['second']} | {c['first_only']} | {c['second_only']} | {c['p_value']:.3g} "
+          f"| {_difference_cells(c['log_prob_difference'])} |" for c in table["paired"]),
         "",
         "The paper's table 2 (VGG-16-BN, top-1 %), for reference:",
         "",
@@ -339,6 +379,12 @@ def render_table(table: dict[str, Any]) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def _difference_cells(difference: dict[str, Any]) -> str:
+    interval = difference["ci95"]
+    bounds = f"{interval[0]:+.3f} to {interval[1]:+.3f}" if interval else "-"
+    return f"{difference['mean']:+.3f} | {bounds} | {difference['p_value']:.3g}"
 
 
 def render_predictions(photos: LabelledPhotos, predictions: dict[str, list[int]]) -> str:
@@ -360,19 +406,23 @@ def run_classify(args: argparse.Namespace) -> int:
 
     if args.batch_size < 1:
         raise UserError("--batch-size must be at least 1")
-    photos = labelled_photos(args.data, args.limit)  # first: bad folders fail before any model loads
+    if args.holdout is not None and not 0 < args.holdout <= 0.5:
+        raise UserError(f"--holdout must lie in (0, 0.5], not {args.holdout:g}")
+    photos = labelled_photos(args.data, args.limit, args.holdout)  # first: bad folders fail before any model loads
     device = resolve_device(args.device)
     classifier = load_classifier(args.classifier, device)
     colorizers = load_colorizers(args.models, device)
-    predictions = classify_variants(photos, classifier, colorizers, batch_size=args.batch_size,
-                                    temperature=args.temperature, seed=args.seed)
+    classified = classify_variants(photos, classifier, colorizers, batch_size=args.batch_size,
+                                   temperature=args.temperature, seed=args.seed)
+    predictions = classified.predictions
     label_source = photos.label_source
     if photos.labels is None:
         photos.labels = list(predictions["ground_truth"])
     table = {
-        **summarize(photos, predictions, list(colorizers)),
+        **summarize(photos, classified, list(colorizers)),
         "classifier": args.classifier, "data": str(args.data), "models": list(colorizers),
-        "temperature": args.temperature, "seed": args.seed, "limit": args.limit, "labels": label_source,
+        "temperature": args.temperature, "seed": args.seed, "limit": args.limit, "holdout": args.holdout,
+        "labels": label_source,
         "paper": PAPER_TABLE2,
     }
     markdown = render_table(table)

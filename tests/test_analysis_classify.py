@@ -14,6 +14,7 @@ from torch import nn
 
 from analysis import classify
 from colorizer.errors import UserError
+from colorizer.images import open_image
 from tests.conftest import photo
 
 WNIDS = ("n01440764", "n02086240")  # tench (index 0) and Shih-Tzu (index 155) in ImageNet-1k
@@ -113,13 +114,56 @@ def test_table_has_every_row_and_is_deterministic(tmp_path: Path, two_models: li
     assert table["n_images"] == 6 and table["classifier"] == "efficientnet_lite0"
     assert table["models"] == ["alpha", "beta"]
     # the same weights colorize alike, so the two columns agree photo for photo
-    assert table["paired"][-1] == {"first": "alpha", "second": "beta", "first_only": 0, "second_only": 0, "p_value": 1.0}
+    assert table["paired"][-1] == {"first": "alpha", "second": "beta", "first_only": 0, "second_only": 0, "p_value": 1.0,
+                                   "log_prob_difference": {"mean": 0.0, "ci95": None, "p_value": 1.0}}
+    assert list(table["log_prob"]) == rows and all(value <= 0 for value in table["log_prob"].values())
     assert [(c["first"], c["second"]) for c in table["paired"]] == [("alpha", "gray"), ("beta", "gray"), ("alpha", "beta")]
     markdown = (outputs[0] / "table.md").read_text()
     assert "| random |" in markdown and "| Ground truth | 73.36 | 77.85 |" in markdown
     assert len((outputs[0] / "predictions.csv").read_text().splitlines()) == 7
     for name in ("table.json", "table.md", "predictions.csv"):
         assert (outputs[0] / name).read_bytes() == (outputs[1] / name).read_bytes()
+
+
+def test_holdout_classifies_the_photos_training_held_out(tmp_path: Path, tiny_checkpoint: Path):
+    from colorizer.data import hold_out
+
+    data = make_imagefolder(tmp_path / "photos", per_class=8)
+    held = hold_out(sorted(data.rglob("*.jpg")), data, 0.3)[1]
+    args = parse(["--models", tiny_checkpoint, "--data", data, "--out", tmp_path / "out", "--holdout", 0.3])
+    assert args.func(args) == 0
+    rows = (tmp_path / "out" / "predictions.csv").read_text().splitlines()[1:]
+    assert sorted(row.split(",")[0] for row in rows) == sorted(map(str, held))
+    assert json.loads((tmp_path / "out" / "table.json").read_text())["holdout"] == 0.3
+    args = parse(["--data", data, "--out", tmp_path / "out", "--holdout", 0.9])
+    with pytest.raises(UserError, match="--holdout must lie in"):
+        args.func(args)
+
+
+def test_log_prob_difference_is_paired():
+    # photo-to-photo spread far larger than the shift: only a paired comparison finds the shift
+    first = [-5.0, -1.0, -3.0, -0.5, -2.0, -4.0]
+    second = [value - 0.2 + 0.01 * i for i, value in enumerate(first)]
+    difference = classify.log_prob_difference(first, second)
+    assert difference["mean"] == pytest.approx(0.175, abs=1e-4)
+    low, high = difference["ci95"]
+    assert 0 < low < 0.175 < high and difference["p_value"] < 0.001
+    assert classify.log_prob_difference([-1.0, -2.0], [-1.0, -2.0]) == {"mean": 0.0, "ci95": None, "p_value": 1.0}
+
+
+def test_log_probs_score_the_label_and_fall_back_to_the_colour_photos_class(tmp_path: Path, tiny_vgg: None):
+    """Without class folders the label is the class taken for the colour photo, so ground truth scores
+    its own top log-probability."""
+    data = make_imagefolder(tmp_path / "photos", ("people", "streets"), per_class=2)
+    photos = classify.labelled_photos(data)
+    weights = tmp_path / "vgg.pth"
+    torch.save(TinyClassifier().state_dict(), weights)
+    classifier = classify.load_classifier(f"vgg16_bn:{weights}")
+    classified = classify.classify_variants(photos, classifier, {}, batch_size=3, temperature=0.38, seed=0,
+                                            progress=False)
+    top = classifier.log_probs([open_image(path).convert("RGB") for path in photos.paths]).max(1).values
+    assert classified.label_log_probs["ground_truth"] == pytest.approx(top.tolist(), abs=1e-5)
+    assert all(value <= 0 for value in classified.label_log_probs["gray"])
 
 
 def test_limit_caps_the_photos(tmp_path: Path, tiny_checkpoint: Path, tiny_vgg: None):
