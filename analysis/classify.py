@@ -248,9 +248,10 @@ def baseline_variants(photos: list[Image.Image], generator: torch.Generator) -> 
 class Classified:
     """What the classifier made of every photo under each variant (baselines, then models)."""
 
+    labels: list[int]  # each photo's label, or without labels the class taken for the colour photo
     predictions: dict[str, list[int]]  # top-1 class index
-    # log-probability of the photo's label (or, without labels, of the class taken for the colour photo):
-    # a graded score, so that comparisons on a few hundred photos need not wait for whole photos to flip
+    # log-probability of the photo's label: a graded score, so that comparisons on a few hundred photos
+    # need not wait for whole photos to flip
     label_log_probs: dict[str, list[float]]
 
 
@@ -266,7 +267,7 @@ def classify_variants(
 
     generator = torch.Generator().manual_seed(seed)
     names = (*BASELINES, *colorizers)
-    result = Classified({name: [] for name in names}, {name: [] for name in names})
+    result = Classified([], {name: [] for name in names}, {name: [] for name in names})
     with tqdm(total=len(photos.paths), desc=f"classify {classifier.name}", unit="img", disable=not progress) as bar:
         for start in range(0, len(photos.paths), batch_size):
             batch = [open_image(path).convert("RGB") for path in photos.paths[start : start + batch_size]]
@@ -276,6 +277,7 @@ def classify_variants(
             scores = {name: classifier.log_probs(images) for name, images in variants.items()}
             labels = (torch.tensor(photos.labels[start : start + batch_size]) if photos.labels is not None
                       else scores["ground_truth"].argmax(1))
+            result.labels += labels.tolist()
             for name, log_probs in scores.items():
                 result.predictions[name] += log_probs.argmax(1).tolist()
                 result.label_log_probs[name] += log_probs.gather(1, labels[:, None])[:, 0].tolist()
@@ -414,10 +416,8 @@ def run_classify(args: argparse.Namespace) -> int:
     colorizers = load_colorizers(args.models, device)
     classified = classify_variants(photos, classifier, colorizers, batch_size=args.batch_size,
                                    temperature=args.temperature, seed=args.seed)
-    predictions = classified.predictions
     label_source = photos.label_source
-    if photos.labels is None:
-        photos.labels = list(predictions["ground_truth"])
+    photos.labels = classified.labels
     table = {
         **summarize(photos, classified, list(colorizers)),
         "classifier": args.classifier, "data": str(args.data), "models": list(colorizers),
@@ -428,7 +428,7 @@ def run_classify(args: argparse.Namespace) -> int:
     markdown = render_table(table)
     write_text(args.out / "table.json", json.dumps(table, indent=2) + "\n")
     write_text(args.out / "table.md", markdown)
-    write_text(args.out / "predictions.csv", render_predictions(photos, predictions))
+    write_text(args.out / "predictions.csv", render_predictions(photos, classified.predictions))
     print(markdown)
     print(f"wrote {args.out / 'table.md'}")
     return 0

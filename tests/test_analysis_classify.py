@@ -163,6 +163,7 @@ def test_log_probs_score_the_label_and_fall_back_to_the_colour_photos_class(tmp_
                                             progress=False)
     top = classifier.log_probs([open_image(path).convert("RGB") for path in photos.paths]).max(1).values
     assert classified.label_log_probs["ground_truth"] == pytest.approx(top.tolist(), abs=1e-5)
+    assert classified.labels == classified.predictions["ground_truth"]
     assert all(value <= 0 for value in classified.label_log_probs["gray"])
 
 
