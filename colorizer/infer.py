@@ -18,7 +18,7 @@ from colorizer import checkpoint
 from colorizer.bins import ab_bins
 from colorizer.color import lab_to_rgb, normalize_l, rgb_to_lab
 from colorizer.decode import DEFAULT_TEMPERATURE, colorize_lab, colorize_logits, entropy, upsample
-from colorizer.device import resolve_device
+from colorizer.device import bf16_is_fast, resolve_device
 from colorizer.errors import UserError
 from colorizer.hints import empty_hints, user_hint_map
 from colorizer.images import check_size, to_pil, to_rgb_tensor
@@ -29,13 +29,6 @@ DEFAULT_MODEL = "generic"
 
 def bundled_model_path(name: str) -> Path:
     return Path(str(resources.files("colorizer") / "weights" / f"{name}.safetensors"))
-
-
-def bf16_is_fast(device: torch.device) -> bool:
-    """bf16 pays off on CUDA and on CPUs with native bf16 matrix units (AVX512-BF16, AMX)."""
-    if device.type == "cuda":
-        return torch.cuda.is_bf16_supported()
-    return device.type == "cpu" and torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
 
 
 @dataclass

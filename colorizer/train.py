@@ -31,7 +31,7 @@ from colorizer.color import lab_batch
 from colorizer.data import PhotoDataset, Scan, hold_out, scan_folder
 from colorizer.decode import colorize_lab, colorize_logits
 from colorizer.defaults import HINTED_SHARE
-from colorizer.device import resolve_device
+from colorizer.device import bf16_is_fast, resolve_device
 from colorizer.errors import UserError
 from colorizer.hints import nearest_hint, pool_hints, rotate_hue, sample_hint_counts, simulate_hints
 from colorizer.loss import LossSettings, encode_targets, rebalanced_cross_entropy
@@ -48,8 +48,9 @@ RESUME_MUST_MATCH = {"mix": 0.5, "sigma": 5.0, "neighbours": 5, "encoder_lr_fact
 
 
 def autocast(device: torch.device, amp: str):
-    """bf16 autocast where asked ('auto' means on CUDA): fp32 master weights, bf16 matrix work."""
-    if amp == "bf16" or (amp == "auto" and device.type == "cuda"):
+    """bf16 autocast where asked ('auto' means on a CUDA GPU that computes bf16, unless COLORIZER_BF16=0):
+    fp32 master weights, bf16 matrix work."""
+    if amp == "bf16" or (amp == "auto" and device.type == "cuda" and bf16_is_fast(device)):
         return torch.autocast(device.type, dtype=torch.bfloat16)
     return nullcontext()
 
