@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo test lint bench models paper clean
+.PHONY: install demo test test-fp32 lint bench models paper clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -20,6 +20,13 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
+
+# The tests that train models or hold their output to a tolerance, once more on the float32 path and
+# the AVX2 kernels of a CPU without AVX-512 or bf16, whatever this machine has (CI runs both).
+NUMERICS_TESTS = tests/test_models.py tests/test_hints.py tests/test_train.py tests/test_infer.py \
+	tests/test_evaluate.py tests/test_loss.py tests/test_decode.py tests/test_device.py
+test-fp32: $(STAMP)
+	COLORIZER_BF16=0 ONEDNN_MAX_CPU_ISA=AVX2 ATEN_CPU_CAPABILITY=avx2 $(BIN)/python -m pytest -q $(NUMERICS_TESTS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

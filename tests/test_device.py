@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from colorizer.device import resolve_device
+from colorizer.device import BF16_SWITCH, bf16_is_fast, resolve_device
 from colorizer.errors import UserError
 
 
@@ -40,3 +40,23 @@ def test_unusable_devices_are_one_line_errors(no_gpu, requested, message):
 def test_a_gpu_index_past_the_last_one(one_gpu):
     with pytest.raises(UserError, match="only 1 CUDA GPU"):
         resolve_device("cuda:1")
+
+
+def test_the_bf16_switch_decides_every_automatic_precision(monkeypatch, tiny_checkpoint):
+    from colorizer.infer import Colorizer
+    from colorizer.train import autocast
+
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda: True)
+    monkeypatch.setenv(BF16_SWITCH, "0")
+    assert not bf16_is_fast(cpu) and not bf16_is_fast(cuda)
+    assert Colorizer.load(tiny_checkpoint).dtype == torch.float32
+    assert not isinstance(autocast(cuda, "auto"), torch.autocast)
+    assert isinstance(autocast(cpu, "bf16"), torch.autocast)  # asked for by name, bf16 it is
+    assert Colorizer.load(tiny_checkpoint, precision="bf16").dtype == torch.bfloat16
+    monkeypatch.setenv(BF16_SWITCH, "1")
+    assert bf16_is_fast(cpu) and Colorizer.load(tiny_checkpoint).dtype == torch.bfloat16
+    assert Colorizer.load(tiny_checkpoint, precision="fp32").dtype == torch.float32
+    monkeypatch.setenv(BF16_SWITCH, "yes")
+    with pytest.raises(UserError, match="COLORIZER_BF16='yes': give 0"):
+        bf16_is_fast(cpu)
