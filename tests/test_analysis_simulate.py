@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import pytest
 
 from analysis.simulate import simulate_votes, write_simulated_study
@@ -14,9 +12,7 @@ from colorizer.errors import UserError
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_paper_marginals_come_back_from_the_analysis(seed):
     votes = prepare_votes(simulate_votes(seed=seed))
-    started = time.perf_counter()
     summary = analyze(votes, seed=seed).summary
-    assert time.perf_counter() - started < 10
 
     assert (summary["n_participants"], summary["n_images"], summary["n_votes"]) == (73, 30, 73 * 30)
     dogs, generic = summary["models"]["dogs"], summary["models"]["generic"]

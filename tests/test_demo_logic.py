@@ -145,7 +145,11 @@ def test_batcher_runs_waiting_jobs_together():
     def run(jobs):
         sizes.append(len(jobs))
         started.set()
-        time.sleep(0.2)  # the first job holds the network while the others queue up
+        if len(sizes) == 1:  # the first job holds the network until the four others have queued up
+            deadline = time.monotonic() + 30
+            while len(batcher.pending) < 4:
+                assert time.monotonic() < deadline, "the other callers never queued up"
+                time.sleep(0.01)
         return [job * 10 for job in jobs]
 
     batcher = logic.Batcher(run, max_size=3)
