@@ -53,7 +53,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--sigma", type=float, default=5.0, help="Gaussian kernel of the soft targets (ab units)")
     parser.add_argument("--prior", help="prior JSON from `colorizer prior` (default: computed from --data)")
     parser.add_argument("--device", default="auto", help=DEVICE_HELP)
-    parser.add_argument("--amp", default="auto", choices=["auto", "bf16", "off"], help="bf16 autocast (auto: on CUDA)")
+    parser.add_argument("--amp", default="auto", choices=["auto", "bf16", "off"],
+                        help="bf16 autocast (auto: on CUDA, unless COLORIZER_BF16=0)")
     parser.add_argument("--workers", type=int, default=min(4, os.cpu_count() or 1))
     parser.add_argument("--resume", action="store_true", help="continue the run in --out where it stopped")
     parser.add_argument("--init", metavar="CHECKPOINT",
