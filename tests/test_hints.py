@@ -207,8 +207,9 @@ def hint_trained_model(run, steps: int = 100):
     """The tiny hint model after a short training on flat gray photos whose only colour cue is the hint:
     each photo is one random colour, which the network can only learn from its hints."""
     model = save_tiny_hint_model(run).train()
-    # 100 steps at this rate take the hinted cells' colour errors from 25-45 ab units (untrained) to
-    # under 9 on every seed tried, with or without AVX-512 and bf16; 30 steps at 1e-2 left them at 10-80
+    # 100 steps at this rate take the hinted pixels' colour errors from 30-44 ab units (untrained) to
+    # under 9 on six seeds tried (0.5 to 4.3 on this one), with or without AVX-512 and bf16; 30 steps
+    # at 1e-2 left them anywhere from 10 to 80
     optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=0.1)
     g = torch.Generator().manual_seed(0)
     for _ in range(steps):
@@ -241,7 +242,7 @@ HINT_COLOURS = ([235, 103, 86], [86, 161, 80], [91, 146, 224])
 def test_a_briefly_trained_model_follows_a_hint_at_its_pixel(trained):
     """Each of three hints far apart comes out within 15 ab units of its colour at the pixel it was
     put on. A model that ignored its hints would give all three pixels one colour, which lies at least
-    52 units from one of them; the untrained network misses by 25 to 45."""
+    52 units from one of them; the untrained network misses by 30 to 44."""
     from colorizer.images import to_pil
 
     image = to_pil(lab_to_rgb(torch.tensor([60.0, 0.0, 0.0]).reshape(1, 3, 1, 1).expand(1, 3, 48, 64)))
