@@ -163,7 +163,8 @@ def keyframe_hints(hints: Sequence[Any] | None, frame_size: tuple[int, int], rot
     if not hints:
         return {}
     if not isinstance(hints, (list, tuple)):
-        raise UserError(f"{name}: expected a JSON list of hints like [{{\"frame\": 0, \"x\": 120, \"y\": 40, \"rgb\": [200, 30, 30]}}]")
+        raise UserError(f"{name}: expected a JSON list of hints like "
+                        '[{"frame": 0, "x": 120, "y": 40, "rgb": [200, 30, 30]}]')
     width, height = frame_size
     shown = (height, width) if rotation % 180 else (width, height)
     try:

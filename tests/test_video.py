@@ -25,10 +25,7 @@ def square_frame(index: int, width: int = 64, height: int = 48, scene: int = 0, 
     """A gray-textured background with a red square moving right by `step` pixels a frame; `scene` 1 is
     a different, darker shot with the square elsewhere (for cuts)."""
     y, x = np.mgrid[0:height, 0:width]
-    if scene == 0:
-        background = 90 + 40 * np.sin(x / 5.0) * np.cos(y / 7.0)
-    else:
-        background = 20 + 10 * np.cos(x / 3.0)
+    background = 90 + 40 * np.sin(x / 5.0) * np.cos(y / 7.0) if scene == 0 else 20 + 10 * np.cos(x / 3.0)
     frame = np.repeat(background[..., None], 3, axis=2)
     left, top = 6 + step * index, height // 3
     if scene:
