@@ -6,7 +6,6 @@ photo tab's requests), and Stop cancels it: the run ends at its next frame and l
 `build_tab(models, folder)` adds the tab inside a gr.Blocks; the rest is free of Gradio for tests.
 """
 
-from __future__ import annotations
 
 import os
 import threading
@@ -89,7 +88,7 @@ class Keyframes:
     def board(self, frame: int) -> logic.HintBoard:
         return self.boards.get(frame, logic.HintBoard())
 
-    def with_board(self, frame: int, board: logic.HintBoard) -> Keyframes:
+    def with_board(self, frame: int, board: logic.HintBoard) -> "Keyframes":
         return Keyframes({**self.boards, frame: board})
 
     def hints(self) -> list[dict[str, Any]]:
@@ -181,10 +180,10 @@ def build_tab(models: logic.Models, folder: str | os.PathLike) -> None:
     @shows_user_errors
     def uploaded(path):
         if not path:
-            return None, gr.update(maximum=0, value=0), None, Keyframes(), Keyframes().summary(), None
+            return None, gr.update(maximum=1, value=0, interactive=False), None, Keyframes(), Keyframes().summary(), None
         clip = read_clip(path)
         frame = frame_image(clip, 0)
-        return (clip, gr.update(maximum=clip.frames - 1, value=0, interactive=clip.frames > 1), frame,
+        return (clip, gr.update(maximum=max(1, clip.frames - 1), value=0, interactive=clip.frames > 1), frame,
                 Keyframes(), Keyframes().summary(), None)
 
     @shows_user_errors
@@ -233,11 +232,11 @@ def build_tab(models: logic.Models, folder: str | os.PathLike) -> None:
         return handler
 
     @shows_user_errors
-    def run(clip: Clip | None, name: str, temperature: float, keyframes: Keyframes, temporal: bool,
-            request: gr.Request, progress=gr.Progress()):
+    def colorize(clip: Clip | None, name: str, temperature: float, keyframes: Keyframes, temporal: bool,
+                 session: str, progress):
         if clip is None:
             raise UserError("no clip: upload one first")
-        stop = runs.start(request.session_hash or "")
+        stop = runs.start(session)
         progress(0, desc="colorizing")
         gray = logic.fresh_path(folder, f"{Path(clip.path).stem}_gray", ".mp4", keep_s=3600)
         gray_copy(clip.path, gray)
@@ -249,11 +248,15 @@ def build_tab(models: logic.Models, folder: str | os.PathLike) -> None:
             return gr.skip(), gr.skip(), gr.skip()
         return str(gray), result, result
 
+    # Gradio hands a Request and a Progress only to parameters of the handler's own signature
+    def run(clip, name, temperature, keyframes, temporal, request: gr.Request, progress=gr.Progress()):  # noqa: B008
+        return colorize(clip, name, temperature, keyframes, temporal, request.session_hash or "", progress)
+
     with gr.Tab("Video", elem_id="video-tab"):
         with gr.Row():
             with gr.Column(scale=1):
                 upload = gr.Video(label="Clip", sources=["upload"], elem_id="video-upload")
-                scrub = gr.Slider(0, 0, value=0, step=1, label="Frame", interactive=False, elem_id="video-frame")
+                scrub = gr.Slider(0, 1, value=0, step=1, label="Frame", interactive=False, elem_id="video-frame")
                 model = gr.Dropdown(models.names, value=models.default, label="Model")
                 temperature = gr.Slider(0, 1, value=DEFAULT_TEMPERATURE, step=0.01, label="Temperature")
                 temporal = gr.Checkbox(True, label="Carry colour along the motion (no flicker)")
