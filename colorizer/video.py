@@ -13,6 +13,7 @@ cut); a later keyframe's hints replace them. docs/video.md justifies the choices
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -93,12 +94,16 @@ def gray_u8(lightness: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return np.clip(small * 2.55, 0, 255).astype(np.uint8)
 
 
+@functools.lru_cache(maxsize=4)
+def _grid(height: int, width: int) -> np.ndarray:
+    """(h, w, 2) float32 pixel coordinates (x, y)."""
+    grid_x, grid_y = np.meshgrid(np.arange(width, dtype=np.float32), np.arange(height, dtype=np.float32))
+    return np.dstack([grid_x, grid_y])
+
+
 def warp(image: np.ndarray, flow: np.ndarray) -> np.ndarray:
     """`image` (h, w[, c]) sampled at x + flow(x): the frame the flow points into, brought onto this one."""
-    height, width = flow.shape[:2]
-    grid_x, grid_y = np.meshgrid(np.arange(width, dtype=np.float32), np.arange(height, dtype=np.float32))
-    return cv2.remap(image, grid_x + flow[..., 0], grid_y + flow[..., 1], cv2.INTER_LINEAR,
-                     borderMode=cv2.BORDER_REPLICATE)
+    return cv2.remap(image, _grid(*flow.shape[:2]) + flow, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
 
 
 def consistent(flow: np.ndarray, back: np.ndarray) -> np.ndarray:
@@ -108,9 +113,9 @@ def consistent(flow: np.ndarray, back: np.ndarray) -> np.ndarray:
     back_there = warp(back, flow)
     error = np.square(flow + back_there).sum(-1)
     tolerance = 0.01 * (np.square(flow).sum(-1) + np.square(back_there).sum(-1)) + 0.5
-    grid_x, grid_y = np.meshgrid(np.arange(width), np.arange(height))
-    x, y = grid_x + flow[..., 0], grid_y + flow[..., 1]
-    return (error < tolerance) & (x >= 0) & (x <= width - 1) & (y >= 0) & (y <= height - 1)
+    target = _grid(height, width) + flow
+    inside = (target[..., 0] >= 0) & (target[..., 0] <= width - 1) & (target[..., 1] >= 0) & (target[..., 1] <= height - 1)
+    return (error < tolerance) & inside
 
 
 def histogram_distance(a: np.ndarray, b: np.ndarray, bins: int = 32) -> float:
@@ -274,8 +279,12 @@ class ClipColorizer:
         if not self.pending:
             return []
         batch, self.pending = self.pending, []
-        lightness = torch.stack([torch.from_numpy(each) for each, _, _ in batch])[:, None]
-        logits = self.colorizer.logits(lightness, self._hint_maps(batch))
+        # shrunk to the network's input here, with OpenCV's area filter: torch's antialiased resize of
+        # whole frames cost more than the network's pass at 640x360
+        side = self.colorizer.input_size
+        small = torch.stack([torch.from_numpy(cv2.resize(each, (side, side), interpolation=cv2.INTER_AREA))
+                             for each, _, _ in batch])[:, None]
+        logits = self.colorizer.logits(small, self._hint_maps(batch))
         ab = annealed_mean(logits, self.temperature).permute(0, 2, 3, 1).numpy()  # (N, h, w, 2) at the network's size
         return [self._blend(each, motion, frame_ab) for (each, motion, _), frame_ab in zip(batch, ab, strict=True)]
 
