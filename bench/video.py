@@ -1,23 +1,25 @@
 """Video colorization on real clips (../shared/data/video/clips): flicker, fidelity, hints, speed, memory.
 
     python bench/video.py quality [--clips DIR] [--only NAME ...]   # per clip: per-frame against temporal
+    python bench/video.py speed                                      # frames/s at 640x360, the temporal cost
     python bench/video.py hints                                      # a hint on frame 0, 2 s later
     python bench/video.py figure                                     # docs/figures/video.png
     python bench/video.py memory                                     # peak RSS, a clip and one 8x longer
 
 quality: each clip coloured twice by the bundled generic model (optimize=True), each frame alone
-(temporal=False) and with colour carried along the flow (the default), alternating so that load from
-other processes hits both alike; then, from the decoded outputs, Lai et al. (2018)'s warping error
-(flow and occlusion mask from the source frames, colorizer.video.WarpingError), PSNR against the colour
-source and Hasler-Suesstrunk colourfulness (colorizer.evaluate), each averaged over frames, and the time of
-each pass (decoding and encoding included). The source's own warping error is the floor (flow errors,
-compression). Last lines: the averages and ratios, as docs/video.md reports them.
+(temporal=False) and with colour carried along the flow (the default), the network's logits computed once
+and shared (without hints both passes feed it the same frames); then, from the frames as coloured, Lai et
+al. (2018)'s warping error (flow and occlusion mask from the source frames, colorizer.video.WarpingError),
+PSNR against the colour source and Hasler-Suesstrunk colourfulness (colorizer.evaluate), each averaged
+over frames. The source's own warping error is the floor (flow errors, compression). Last lines: the
+averages and ratios, as docs/video.md reports them.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import subprocess
 import sys
@@ -33,7 +35,7 @@ import torch
 
 from colorizer.evaluate import colorfulness, psnr
 from colorizer.infer import Colorizer
-from colorizer.video import WarpingError, read_frames
+from colorizer.video import ClipColorizer, WarpingError, read_frames
 
 ROOT = Path(__file__).resolve().parents[1]
 CLIPS = ROOT.parent / "shared" / "data" / "video" / "clips"
@@ -51,53 +53,64 @@ def tensor(rgb: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(rgb).permute(2, 0, 1)[None].float() / 255
 
 
-def measure(source: Path, output: Path) -> dict[str, float]:
+class Replay:
+    """The Colorizer's network, each batch's logits kept on the first pass and replayed on the second: without
+    hints the network sees the same frames in both passes, so the two differ only in what video.py adds."""
+
+    def __init__(self, colorizer: Colorizer):
+        self.colorizer, self.kept, self.calls = colorizer, [], 0
+        self.input_size, self.takes_hints = colorizer.input_size, colorizer.takes_hints
+
+    def logits(self, lightness, hint_maps=None):
+        if self.calls == len(self.kept):
+            self.kept.append(self.colorizer.logits(lightness, hint_maps))
+        self.calls += 1
+        return self.kept[self.calls - 1]
+
+    def replay(self) -> Replay:
+        self.calls = 0
+        return self
+
+
+def measure(frames: list[np.ndarray], outputs: list[np.ndarray]) -> dict[str, float]:
     error = WarpingError()
     psnrs, colours = [], []
-    for truth, frame in zip(read_frames(source), read_frames(output), strict=True):
+    for truth, frame in zip(frames, outputs, strict=True):
         error.add(truth, frame)
         psnrs.append(float(psnr(tensor(frame), tensor(truth))))
         colours.append(float(colorfulness(tensor(frame))))
     return {"warping_error": error.value, "psnr": float(np.mean(psnrs)), "colourfulness": float(np.mean(colours))}
 
 
-def source_warping_error(source: Path) -> float:
-    error = WarpingError()
-    for frame in read_frames(source):
-        error.add(frame, frame)
-    return error.value
+def coloured(model, frames: list[np.ndarray], temporal: bool) -> list[np.ndarray]:
+    clip = ClipColorizer(model, temporal=temporal)
+    return [out for frame in frames for out in clip.push(frame)] + clip.finish()
 
 
 def quality(args: argparse.Namespace) -> None:
-    colorizer = Colorizer.load("generic", optimize=True)
+    """Flicker, fidelity and colourfulness per clip, from the frames as coloured (before encoding)."""
+    model = Replay(Colorizer.load("generic", optimize=True))
     clips = sorted(args.clips.glob("*.mp4"))
     if args.only:
         clips = [c for c in clips if c.stem in args.only or c.name in args.only]
     # a run of some clips (--only) adds them to the rows an earlier run left in --json
     rows = json.loads(args.json.read_text())["clips"] if args.only and args.json and args.json.is_file() else {}
-    with tempfile.TemporaryDirectory() as tmp:
-        for clip in clips:
-            row = {}
-            for temporal in (False, True):
-                out = Path(tmp) / f"{clip.stem}_{temporal}.mp4"
-                start = time.perf_counter()
-                frames = colorizer.colorize_video(clip, out, temporal=temporal)["frames"]
-                seconds = time.perf_counter() - start
-                key = "temporal" if temporal else "per_frame"
-                row[key] = {**measure(clip, out), "seconds": seconds, "fps": frames / seconds}
-            with av.open(str(clip)) as container:
-                stream = container.streams.video[0]
-                row["size"] = f"{stream.codec_context.width}x{stream.codec_context.height}"
-            row["frames"] = frames
-            row["source_warping_error"] = source_warping_error(clip)
-            rows[clip.stem] = row
-            p, t = row["per_frame"], row["temporal"]
-            print(f"{clip.stem:32} {row['size']:>8} E {1e3 * p['warping_error']:.3f} -> {1e3 * t['warping_error']:.3f} "
-                  f"(x{t['warping_error'] / p['warping_error']:.2f}; source {1e3 * row['source_warping_error']:.3f}) "
-                  f"PSNR {p['psnr']:.2f} -> {t['psnr']:.2f}  colourful {p['colourfulness']:.1f} -> {t['colourfulness']:.1f}  "
-                  f"{p['fps']:.1f} / {t['fps']:.1f} frames/s", flush=True)
+    for clip in clips:
+        frames = list(read_frames(clip))
+        model.kept = []
+        per_frame = measure(frames, coloured(model.replay(), frames, temporal=False))
+        temporal = measure(frames, coloured(model.replay(), frames, temporal=True))
+        source = measure(frames, frames)["warping_error"]
+        row = rows[clip.stem] = {"size": f"{frames[0].shape[1]}x{frames[0].shape[0]}", "frames": len(frames),
+                                 "per_frame": per_frame, "temporal": temporal, "source_warping_error": source}
+        p, t = per_frame, temporal
+        print(f"{clip.stem:32} {row['size']:>8} E {1e3 * p['warping_error']:.3f} -> {1e3 * t['warping_error']:.3f} "
+              f"(x{t['warping_error'] / p['warping_error']:.2f}; source {1e3 * source:.3f}) "
+              f"PSNR {p['psnr']:.2f} -> {t['psnr']:.2f}  colourful {p['colourfulness']:.1f} -> {t['colourfulness']:.1f}",
+              flush=True)
     mean = lambda key, field: float(np.mean([r[key][field] for r in rows.values()]))  # noqa: E731
     summary = {
+        "clips": len(rows),
         "warping_error_per_frame": mean("per_frame", "warping_error"),
         "warping_error_temporal": mean("temporal", "warping_error"),
         "warping_error_source": float(np.mean([r["source_warping_error"] for r in rows.values()])),
@@ -106,10 +119,6 @@ def quality(args: argparse.Namespace) -> None:
         "psnr_per_frame": mean("per_frame", "psnr"), "psnr_temporal": mean("temporal", "psnr"),
         "colourfulness_per_frame": mean("per_frame", "colourfulness"),
         "colourfulness_temporal": mean("temporal", "colourfulness"),
-        "time_ratio": (sum(r["temporal"]["seconds"] for r in rows.values())
-                       / sum(r["per_frame"]["seconds"] for r in rows.values())),
-        "fps_640x360_temporal": float(np.mean([r["temporal"]["fps"] for r in rows.values() if r["size"] == "640x360"] or [0])),
-        "fps_640x360_per_frame": float(np.mean([r["per_frame"]["fps"] for r in rows.values() if r["size"] == "640x360"] or [0])),
     }
     summary["warping_error_ratio"] = summary["warping_error_temporal"] / summary["warping_error_per_frame"]
     summary["psnr_change_db"] = summary["psnr_temporal"] - summary["psnr_per_frame"]
@@ -118,6 +127,24 @@ def quality(args: argparse.Namespace) -> None:
         args.json.write_text(json.dumps({"clips": rows, "summary": summary}, indent=1))
     for key, value in summary.items():
         print(f"{key}={value:.6g}")
+
+
+def speed(args: argparse.Namespace) -> None:
+    """Frames/s of colorize_video (decoding and encoding included) on a 640x360 clip, each frame alone and
+    temporal, alternating so that other processes' load hits both alike; the ratio is of the summed times."""
+    colorizer = Colorizer.load("generic", optimize=True)
+    clip = args.clips / args.speed_clip
+    seconds = {False: [], True: []}
+    with tempfile.TemporaryDirectory() as tmp:
+        colorizer.colorize_video(clip, Path(tmp) / "warm.mp4", temporal=False)  # first calls optimise the graph
+        for _ in range(args.repeats):
+            for temporal in (False, True):
+                start = time.perf_counter()
+                frames = colorizer.colorize_video(clip, Path(tmp) / "out.mp4", temporal=temporal)["frames"]
+                seconds[temporal].append(time.perf_counter() - start)
+    per_frame, temporal = (frames * len(seconds[k]) / sum(seconds[k]) for k in (False, True))
+    print(f"clip={clip.name} frames={frames} load_average={os.getloadavg()[0]:.1f}")
+    print(f"fps_per_frame={per_frame:.2f} fps_temporal={temporal:.2f} cost_ratio={per_frame / temporal:.3f}")
 
 
 def hints(args: argparse.Namespace) -> None:
@@ -210,18 +237,20 @@ def memory(args: argparse.Namespace) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("part", choices=["quality", "hints", "figure", "memory", "_rss"])
+    parser.add_argument("part", choices=["quality", "speed", "hints", "figure", "memory", "_rss"])
     parser.add_argument("clip", nargs="?", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--clips", type=Path, default=CLIPS)
     parser.add_argument("--only", nargs="*", help="clip names to run (default: all)")
     parser.add_argument("--json", type=Path, help="also write every figure to this JSON file")
     parser.add_argument("--figure-clip", default=HINT_CLIP)
     parser.add_argument("--memory-clip", default="sam2_juggle.mp4")
+    parser.add_argument("--speed-clip", default="sam2_dogwalk.mp4")
+    parser.add_argument("--repeats", type=int, default=2)
     args = parser.parse_args()
     if args.part == "_rss":
         peak_rss(args.clip)
     else:
-        {"quality": quality, "hints": hints, "figure": figure, "memory": memory}[args.part](args)
+        {"quality": quality, "speed": speed, "hints": hints, "figure": figure, "memory": memory}[args.part](args)
 
 
 if __name__ == "__main__":
