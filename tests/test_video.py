@@ -316,3 +316,21 @@ def test_memory_stays_flat_with_the_clip_length():
         return top
 
     assert peak(64) < 1.2 * peak(8)
+
+
+def test_cli_hints_on_a_clip_and_clips_inside_folders(tiny_hint_checkpoint, tmp_path, capsys):
+    folder = tmp_path / "reels" / "day1"
+    folder.mkdir(parents=True)
+    make_clip(folder / "a.mov", frames=5)
+    hints = tmp_path / "hints.json"
+    hints.write_text('[{"frame": 1, "x": 20, "y": 20, "rgb": [0, 200, 0]}]')
+    code, out, _ = run(capsys, "colorize", folder / "a.mov", "--hints", hints, "--out", tmp_path / "one",
+                       "--model", tiny_hint_checkpoint)
+    assert code == 0 and probe(tmp_path / "one" / "a.mov")["frames"] == 5
+    hints.write_text('[{"frame": 9, "x": 20, "y": 20, "rgb": [0, 200, 0]}]')
+    code, _, err = run(capsys, "colorize", folder / "a.mov", "--hints", hints, "--out", tmp_path / "two",
+                       "--model", tiny_hint_checkpoint)
+    assert code == 1 and f"error: {folder / 'a.mov'}: hint 1: frame 9 is past the clip's end" in err
+    assert not (tmp_path / "two").exists() or not list((tmp_path / "two").iterdir())
+    code, out, _ = run(capsys, "colorize", tmp_path / "reels", "--out", tmp_path / "all", "--model", tiny_hint_checkpoint)
+    assert code == 0 and (tmp_path / "all" / "day1" / "a.mov").is_file()
