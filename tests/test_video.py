@@ -163,11 +163,15 @@ def test_bad_inputs_fail_alone_and_leave_nothing(tiny_checkpoint, tmp_path, caps
     container = av.open(str(empty), "w")
     container.add_stream("libx264", rate=12).pix_fmt = "yuv420p"
     container.close()
+    unknown = tmp_path / "unknown.mkv"  # a codec id no decoder knows
+    mkv = make_clip(tmp_path / "h264.mkv", frames=3).read_bytes()
+    unknown.write_bytes(mkv.replace(b"V_MPEG4/ISO/AVC", b"V_XXXXX/XXX/XXX"))
     out = tmp_path / "out"
-    code, _, err = run(capsys, "colorize", good, text, truncated, empty, "--out", out, "--model", tiny_checkpoint)
+    code, _, err = run(capsys, "colorize", good, text, truncated, empty, unknown, "--out", out, "--model", tiny_checkpoint)
     assert code == 1
     errors = [line for line in err.splitlines() if line.startswith("error:")]
-    assert len(errors) == 3 and all(any(str(p) in line for line in errors) for p in (text, truncated, empty))
+    assert len(errors) == 4 and all(any(str(p) in line for line in errors) for p in (text, truncated, empty, unknown))
+    assert f"error: {unknown}: unsupported video codec" in errors
     assert sorted(p.name for p in out.iterdir()) == ["good.mp4"]  # no partial or temporary file
     assert probe(out / "good.mp4")["frames"] == 6
 
