@@ -35,7 +35,7 @@ import torch
 
 from colorizer.evaluate import colorfulness, psnr
 from colorizer.infer import Colorizer
-from colorizer.video import ClipColorizer, WarpingError, read_frames
+from colorizer.video import ClipColorizer, WarpingError, lightness_of_rgb, read_frames
 
 ROOT = Path(__file__).resolve().parents[1]
 CLIPS = ROOT.parent / "shared" / "data" / "video" / "clips"
@@ -72,14 +72,26 @@ class Replay:
         return self
 
 
-def measure(frames: list[np.ndarray], outputs: list[np.ndarray]) -> dict[str, float]:
-    error = WarpingError()
-    psnrs, colours = [], []
-    for truth, frame in zip(frames, outputs, strict=True):
-        error.add(truth, frame)
-        psnrs.append(float(psnr(tensor(frame), tensor(truth))))
-        colours.append(float(colorfulness(tensor(frame))))
-    return {"warping_error": error.value, "psnr": float(np.mean(psnrs)), "colourfulness": float(np.mean(colours))}
+def gray(rgb: np.ndarray) -> np.ndarray:
+    """The frame's lightness alone, as RGB: what is left of a clip with no colour at all."""
+    from colorizer.video import rgb_of_lab
+
+    return rgb_of_lab(lightness_of_rgb(rgb), np.zeros((1, 1, 2), np.float32))
+
+
+def measure(frames: list[np.ndarray], **outputs: list[np.ndarray]) -> dict[str, dict[str, float]]:
+    """Per output: warping error, PSNR and colourfulness; all outputs scored on the same source flow, beside
+    the source itself and its gray version (the part of the error that lightness alone makes)."""
+    outputs = {"source": frames, "gray": [gray(f) for f in frames], **outputs}
+    error = WarpingError(len(outputs))
+    for i, truth in enumerate(frames):
+        error.add(truth, *(each[i] for each in outputs.values()))
+    result = {}
+    for (name, each), value in zip(outputs.items(), error.values, strict=True):
+        result[name] = {"warping_error": value,
+                        "psnr": float(np.mean([float(psnr(tensor(o), tensor(t))) for o, t in zip(each, frames, strict=True)])),
+                        "colourfulness": float(np.mean([float(colorfulness(tensor(o))) for o in each]))}
+    return result
 
 
 def coloured(model, frames: list[np.ndarray], temporal: bool) -> list[np.ndarray]:
@@ -98,14 +110,16 @@ def quality(args: argparse.Namespace) -> None:
     for clip in clips:
         frames = list(read_frames(clip))
         model.kept = []
-        per_frame = measure(frames, coloured(model.replay(), frames, temporal=False))
-        temporal = measure(frames, coloured(model.replay(), frames, temporal=True))
-        source = measure(frames, frames)["warping_error"]
+        per_frame = coloured(model.replay(), frames, temporal=False)
+        scores = measure(frames, per_frame=per_frame, temporal=coloured(model.replay(), frames, temporal=True))
+        p, t = scores["per_frame"], scores["temporal"]
+        source, floor = scores["source"]["warping_error"], scores["gray"]["warping_error"]
         row = rows[clip.stem] = {"size": f"{frames[0].shape[1]}x{frames[0].shape[0]}", "frames": len(frames),
-                                 "per_frame": per_frame, "temporal": temporal, "source_warping_error": source}
-        p, t = per_frame, temporal
+                                 "per_frame": p, "temporal": t, "source_warping_error": source,
+                                 "gray_warping_error": floor}
         print(f"{clip.stem:32} {row['size']:>8} E {1e3 * p['warping_error']:.3f} -> {1e3 * t['warping_error']:.3f} "
-              f"(x{t['warping_error'] / p['warping_error']:.2f}; source {1e3 * source:.3f}) "
+              f"(x{t['warping_error'] / p['warping_error']:.2f}; gray {1e3 * floor:.3f}, colour part "
+              f"x{(t['warping_error'] - floor) / (p['warping_error'] - floor):.2f}; source {1e3 * source:.3f}) "
               f"PSNR {p['psnr']:.2f} -> {t['psnr']:.2f}  colourful {p['colourfulness']:.1f} -> {t['colourfulness']:.1f}",
               flush=True)
     mean = lambda key, field: float(np.mean([r[key][field] for r in rows.values()]))  # noqa: E731
@@ -114,6 +128,7 @@ def quality(args: argparse.Namespace) -> None:
         "warping_error_per_frame": mean("per_frame", "warping_error"),
         "warping_error_temporal": mean("temporal", "warping_error"),
         "warping_error_source": float(np.mean([r["source_warping_error"] for r in rows.values()])),
+        "warping_error_gray": float(np.mean([r["gray_warping_error"] for r in rows.values()])),
         "warping_error_ratio_mean_of_clips": float(np.mean([r["temporal"]["warping_error"] / r["per_frame"]["warping_error"]
                                                             for r in rows.values()])),
         "psnr_per_frame": mean("per_frame", "psnr"), "psnr_temporal": mean("temporal", "psnr"),
@@ -121,6 +136,8 @@ def quality(args: argparse.Namespace) -> None:
         "colourfulness_temporal": mean("temporal", "colourfulness"),
     }
     summary["warping_error_ratio"] = summary["warping_error_temporal"] / summary["warping_error_per_frame"]
+    summary["colour_warping_error_ratio"] = ((summary["warping_error_temporal"] - summary["warping_error_gray"])
+                                             / (summary["warping_error_per_frame"] - summary["warping_error_gray"]))
     summary["psnr_change_db"] = summary["psnr_temporal"] - summary["psnr_per_frame"]
     summary["colourfulness_ratio"] = summary["colourfulness_temporal"] / summary["colourfulness_per_frame"]
     if args.json:

@@ -528,28 +528,34 @@ def _colorize(colorizer, source, dst, temperature, hints, temporal, progress, co
 class WarpingError:
     """Lai et al. (2018)'s temporal warping error of an output clip, fed frame by frame with the source:
     the flow and its occlusion mask M come from the source frames; per frame pair
-    E_t = sum(M * ||warp(O_t) - O_{t-1}||^2) / sum(M) over RGB in [0, 1], and the clip's error is the mean."""
+    E_t = sum(M * ||warp(O_t) - O_{t-1}||^2) / sum(M) over RGB in [0, 1], and the clip's error is the mean.
+    `outputs` > 1 scores several outputs of the same source at once, on the same flow."""
 
-    def __init__(self) -> None:
+    def __init__(self, outputs: int = 1) -> None:
         self.dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
-        self.previous: tuple[np.ndarray, np.ndarray] | None = None
-        self.errors: list[float] = []
+        self.previous: tuple[np.ndarray, list[np.ndarray]] | None = None
+        self.errors: list[list[float]] = [[] for _ in range(outputs)]
 
-    def add(self, source: np.ndarray, output: np.ndarray) -> None:
+    def add(self, source: np.ndarray, *outputs: np.ndarray) -> None:
         gray = np.clip(lightness_of_rgb(source) * 2.55, 0, 255).astype(np.uint8)
-        output = output.astype(np.float32) / 255.0
+        outputs = [output.astype(np.float32) / 255.0 for output in outputs]
         if self.previous is not None:
-            previous_gray, previous_output = self.previous
+            previous_gray, previous_outputs = self.previous
             forward = self.dis.calc(previous_gray, gray, None)
             mask = consistent(forward, self.dis.calc(gray, previous_gray, None)).astype(np.float32)
-            difference = np.square(warp(output, forward) - previous_output).sum(-1)
             if mask.sum() > 0:
-                self.errors.append(float((mask * difference).sum() / mask.sum()))
-        self.previous = gray, output
+                for errors, output, previous in zip(self.errors, outputs, previous_outputs, strict=True):
+                    difference = np.square(warp(output, forward) - previous).sum(-1)
+                    errors.append(float((mask * difference).sum() / mask.sum()))
+        self.previous = gray, outputs
+
+    @property
+    def values(self) -> list[float]:
+        return [float(np.mean(errors)) if errors else 0.0 for errors in self.errors]
 
     @property
     def value(self) -> float:
-        return float(np.mean(self.errors)) if self.errors else 0.0
+        return self.values[0]
 
 
 def read_frames(path: str | os.PathLike) -> Iterator[np.ndarray]:
