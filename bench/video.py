@@ -1,6 +1,7 @@
 """Video colorization on real clips (../shared/data/video/clips): flicker, fidelity, hints, speed, memory.
 
     python bench/video.py quality [--clips DIR] [--only NAME ...]   # per clip: per-frame against temporal
+    python bench/video.py table --json docs/eval/video.json         # its figures as docs/video.md's table
     python bench/video.py speed                                      # frames/s at 640x360, the temporal cost
     python bench/video.py hints                                      # a hint on frame 0, 2 s later
     python bench/video.py figure                                     # docs/figures/video.png
@@ -146,6 +147,25 @@ def quality(args: argparse.Namespace) -> None:
         print(f"{key}={value:.6g}")
 
 
+def table(args: argparse.Namespace) -> None:
+    """quality's --json as the Markdown table of docs/video.md."""
+    data = json.loads(args.json.read_text())
+    print("| clip | size | frames | E per-frame | E temporal | ratio | E gray | E source | PSNR per-frame | PSNR temporal "
+          "| colourful per-frame | colourful temporal |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    for name, r in data["clips"].items():
+        p, t = r["per_frame"], r["temporal"]
+        print(f"| {name} | {r['size']} | {r['frames']} | {1e3 * p['warping_error']:.3f} | {1e3 * t['warping_error']:.3f} "
+              f"| {t['warping_error'] / p['warping_error']:.2f} | {1e3 * r['gray_warping_error']:.3f} "
+              f"| {1e3 * r['source_warping_error']:.3f} | {p['psnr']:.2f} | {t['psnr']:.2f} | {p['colourfulness']:.1f} "
+              f"| {t['colourfulness']:.1f} |")
+    m = data["summary"]
+    print(f"| **mean** | | | {1e3 * m['warping_error_per_frame']:.3f} | {1e3 * m['warping_error_temporal']:.3f} "
+          f"| {m['warping_error_ratio']:.2f} | {1e3 * m['warping_error_gray']:.3f} | {1e3 * m['warping_error_source']:.3f} "
+          f"| {m['psnr_per_frame']:.2f} | {m['psnr_temporal']:.2f} | {m['colourfulness_per_frame']:.1f} "
+          f"| {m['colourfulness_temporal']:.1f} |")
+
+
 def speed(args: argparse.Namespace) -> None:
     """Frames/s of colorize_video (decoding and encoding included) on a 640x360 clip, each frame alone and
     temporal, alternating so that other processes' load hits both alike; the ratio is of the summed times."""
@@ -254,7 +274,7 @@ def memory(args: argparse.Namespace) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("part", choices=["quality", "speed", "hints", "figure", "memory", "_rss"])
+    parser.add_argument("part", choices=["quality", "table", "speed", "hints", "figure", "memory", "_rss"])
     parser.add_argument("clip", nargs="?", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--clips", type=Path, default=CLIPS)
     parser.add_argument("--only", nargs="*", help="clip names to run (default: all)")
@@ -267,7 +287,7 @@ def main() -> None:
     if args.part == "_rss":
         peak_rss(args.clip)
     else:
-        {"quality": quality, "speed": speed, "hints": hints, "figure": figure, "memory": memory}[args.part](args)
+        {"quality": quality, "table": table, "speed": speed, "hints": hints, "figure": figure, "memory": memory}[args.part](args)
 
 
 if __name__ == "__main__":
