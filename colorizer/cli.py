@@ -55,16 +55,21 @@ def cmd_colorize(args: argparse.Namespace) -> int:
     from colorizer.atomic import atomic_path
     from colorizer.images import find_images, open_image
     from colorizer.infer import Colorizer
+    from colorizer.video import video_jobs
 
     jobs: list[tuple[Path, Path]] = []
-    for item in map(Path, args.inputs):
+    videos, inputs = video_jobs(args.inputs, Path(args.out), args.frames_as_video)
+    for item in inputs:
         files = find_images(item)
-        if item.is_dir() and not files:
+        if item.is_dir() and not files and not videos:
             raise UserError(f"{item}: no images found")
         jobs += [(f, output_path(f, item if item.is_dir() else None, Path(args.out))) for f in files]
-    hints = read_hints(args.hints, len(jobs)) if args.hints else None
+    hints = read_hints(args.hints, len(jobs) + len(videos)) if args.hints else None
     # freezing the network costs seconds once and saves most of the time per photo: worth it for batches
-    colorizer = Colorizer.load(args.model, device=args.device, optimize=len(jobs) >= OPTIMIZE_FROM)
+    colorizer = Colorizer.load(args.model, device=args.device, optimize=len(jobs) >= OPTIMIZE_FROM or bool(videos))
+    video_failures = colorize_videos(colorizer, videos, args, hints) if videos else 0
+    if videos and not jobs:
+        return 1 if video_failures else 0
     failures = 0
     progress = tqdm(total=len(jobs), desc="colorize", unit="img", disable=len(jobs) < 2)
 
@@ -92,7 +97,28 @@ def cmd_colorize(args: argparse.Namespace) -> int:
     progress.close()
     done = len(jobs) - failures
     print(f"colorized {done} of {len(jobs)} images into {args.out}")
-    return 1 if failures else 0
+    return 1 if failures or video_failures else 0
+
+
+def colorize_videos(colorizer, videos: list[tuple[Path, Path]], args: argparse.Namespace, hints: list | None) -> int:
+    """Colorize each (clip or frame folder, output clip) with a progress bar of frames; returns the failures."""
+    from tqdm import tqdm
+
+    failures = 0
+    for source, target in videos:
+        with tqdm(desc=source.name, unit="frame", dynamic_ncols=True) as bar:
+            def progress(done: int, total: int | None) -> None:
+                bar.total = total
+                bar.update(done - bar.n)
+            try:
+                colorizer.colorize_video(source, target, temperature=args.temperature, hints=hints,
+                                         temporal=not args.per_frame, progress=progress, codec=args.codec,
+                                         crf=args.crf, fps=args.fps)
+            except UserError as exc:
+                failures += 1
+                tqdm.write(f"error: {exc}", file=sys.stderr)
+    print(f"colorized {len(videos) - failures} of {len(videos)} videos into {args.out}")
+    return failures
 
 
 def read_hints(path: str, photos: int) -> list:
@@ -136,6 +162,15 @@ def register(sub: argparse._SubParsersAction) -> None:
                         '(photo pixels, 0-255 colour, optional "radius"); needs a hint-capable model (generic)')
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--device", default="auto", help=DEVICE_HELP)
+    video = p.add_argument_group("video", "clips (.mp4, .mov, .mkv, ...) become clips of the same frames, "
+                                 "timestamps, size, rotation and audio; --hints on a clip take a \"frame\" each")
+    video.add_argument("--codec", default="libx264", help="video encoder (default libx264: H.264, yuv420p)")
+    video.add_argument("--crf", type=int, default=18, help="encoder quality, lower is better (default 18)")
+    video.add_argument("--frames-as-video", action="store_true",
+                       help="a folder of frames (frame_0001.png, ...) becomes one clip, FOLDER.mp4, instead of photos")
+    video.add_argument("--fps", type=float, help="frame rate of --frames-as-video clips")
+    video.add_argument("--per-frame", action="store_true",
+                       help="colour each frame alone (flickers), without carrying colour along the motion")
     p.set_defaults(func=cmd_colorize)
 
     p = sub.add_parser("prior", help="count the ab bins of a dataset: the smoothed prior for rebalancing")

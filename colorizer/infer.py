@@ -136,10 +136,14 @@ class Colorizer:
     def hint_map(self, image: Image.Image, hints: Sequence[dict[str, Any]] | None) -> torch.Tensor | None:
         """A user's hints on `image` ([{"x", "y", "rgb", optional "radius"}] in its pixels) as a (1, 3, S, S)
         map at the working size; None without hints. Bad hints are one-line errors naming the hint."""
+        return self.hint_map_of_size(image.size, hints)
+
+    def hint_map_of_size(self, size: tuple[int, int], hints: Sequence[dict[str, Any]] | None) -> torch.Tensor | None:
+        """`hint_map` for hints on a picture of `size` (width, height), such as a video frame."""
         if not hints:
             return None
         self.require_hints()
-        return user_hint_map(hints, image.size, (self.input_size, self.input_size),
+        return user_hint_map(hints, size, (self.input_size, self.input_size),
                              lambda rgb: rgb_to_lab(rgb[:, :, None, None])[:, 1:, 0, 0])
 
     def _batch_logits(self, images: Sequence[Image.Image], hints: Sequence[Sequence[dict[str, Any]] | None]
@@ -184,6 +188,22 @@ class Colorizer:
             lightness, logits = self._batch_logits(images[chunk], hints[chunk])
             results += [to_pil(colorize_logits(each, logits[i : i + 1], temperature)) for i, each in enumerate(lightness)]
         return results
+
+    def colorize_video(self, src: str | os.PathLike, dst: str | os.PathLike, *, temperature: float = DEFAULT_TEMPERATURE,
+                       hints: Sequence[dict[str, Any]] | None = None, temporal: bool = True, progress=None,
+                       **options: Any) -> dict[str, Any]:
+        """Colorize a video file (or, with fps=..., a folder of frames) into `dst`: same frames, timestamps,
+        size, rotation and audio, H.264 by default. Streams, so memory stays flat whatever the length.
+
+        `hints`: [{"frame": 0, "x": .., "y": .., "rgb": [..]}] on keyframes (the frame as shown); each follows
+        its object along the optical flow until lost. `temporal`: carry colour along the flow (no flicker);
+        False colours each frame alone. `progress(done, total_or_None)` is called per frame. Further
+        options (codec, crf, fps, batch_size): colorizer.video.colorize_video. Returns {"frames", "cuts",
+        "hinted_frames"}."""
+        from colorizer.video import colorize_video
+
+        return colorize_video(self, src, dst, temperature=temperature, hints=hints, temporal=temporal,
+                              progress=progress, **options)
 
     def suggest(self, image: Image.Image, x: float, y: float, k: int = 6,
                 hints: Sequence[dict[str, Any]] | None = None, min_distance: float = 15.0) -> list[dict[str, Any]]:

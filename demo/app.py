@@ -20,6 +20,7 @@ from colorizer.decode import DEFAULT_TEMPERATURE  # noqa: E402
 from colorizer.errors import UserError  # noqa: E402
 from colorizer.infer import Colorizer  # noqa: E402
 from demo import logic  # noqa: E402
+from demo import video as demo_video  # noqa: E402
 
 EXAMPLES_DIR = Path(__file__).parent / "examples"
 # lossless results; no "share" button, which posts to Hugging Face
@@ -205,6 +206,7 @@ def build_demo(models: logic.Models | Mapping[str, Colorizer | str | os.PathLike
                     uncertainty = Picture(label="Entropy of the predicted colours (bright: unsure)")
                 with gr.Tab("Compare with the truth", visible=False) as truth_tab:
                     truth = gr.ImageSlider(label="Original | colorized", format="png")
+        demo_video.build_tab(models, pngs.name)  # the Video tab (demo/video.py)
 
         inputs, outputs = [photo, model, temperature], [slider, result, compared, uncertainty]
         views = outputs + [truth, truth_tab, hints_view, download, views_for]
