@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image as PILImage
-from PIL import ImageFilter, ImageOps
+from PIL import ImageOps
 from sqlalchemy import select
 
 from colorizer.atomic import atomic_path
@@ -25,8 +25,8 @@ from study.protocol import Protocol
 
 Colorize = Callable[[PILImage.Image], PILImage.Image]
 
-# Bisection steps when matching a degraded catch picture's file size to its partner's.
-GRAIN_SEARCH_STEPS = 12
+# How far the catch trials' degraded side turns the hues of its picture (degrees, drawn per photo).
+WRONG_HUE_DEGREES = (120.0, 240.0)
 
 
 def warn(message: str) -> None:
@@ -60,12 +60,6 @@ def sample_photos(paths: list[Path], count: int, rng: random.Random) -> list[tup
     return photos
 
 
-def degrade(image: PILImage.Image) -> PILImage.Image:
-    """The catch trials' obviously worse side: heavily blurred, colours inverted."""
-    radius = max(image.size) / 40
-    return ImageOps.invert(image.filter(ImageFilter.GaussianBlur(radius)))
-
-
 def jpeg_bytes(image: PILImage.Image) -> bytes:
     buffer = io.BytesIO()
     # 4:4:4 chroma: subsampling would blur exactly the colours participants are judging.
@@ -73,30 +67,23 @@ def jpeg_bytes(image: PILImage.Image) -> bytes:
     return buffer.getvalue()
 
 
-def with_grain(image: PILImage.Image, sigma: float, seed: int) -> PILImage.Image:
-    noise = np.random.default_rng(seed).normal(0, sigma, (image.height, image.width, 3))
-    return PILImage.fromarray(np.clip(np.asarray(image, dtype=float) + noise, 0, 255).astype(np.uint8))
+def wrong_hue(image: PILImage.Image, degrees: float) -> PILImage.Image:
+    """The catch trials' worse side: every hue turned by `degrees` around the Lab colour circle, the
+    lightness and the chroma (how colourful each pixel is) kept. Skin turns green or blue, sky orange:
+    plain to a person, while the statistics a bot can compute without knowing what things look like
+    (chroma, its noise, lightness, sharpness, file size) stay those of a real colorization. The blur,
+    inversion and grain used before gave the side away to a chroma-noise statistic."""
+    import torch
 
+    from colorizer.color import lab_to_rgb, rgb_to_lab
 
-def degraded_jpeg(good: PILImage.Image, partner_bytes: int, rng: random.Random) -> bytes:
-    """The JPEG file of `good`'s degraded version, with film grain added until it is about as large
-    as its partner's file.
-
-    A blurred picture compresses to a fraction of a sharp one, so without the grain "pick the larger
-    file" passes every catch trial without looking. The target is drawn from 0.8 to 1.25 times the
-    partner's size, so that which of the two is larger says nothing either."""
-    degraded = degrade(good)
-    target = partner_bytes * rng.uniform(0.8, 1.25)
-    seed = rng.randrange(2**32)
-    best = jpeg_bytes(degraded)
-    low, high = 0.0, 64.0
-    for _ in range(GRAIN_SEARCH_STEPS):
-        if abs(len(best) - target) <= 0.05 * target:
-            break
-        sigma = (low + high) / 2
-        best = jpeg_bytes(with_grain(degraded, sigma, seed))
-        low, high = (sigma, high) if len(best) < target else (low, sigma)
-    return best
+    rgb = torch.from_numpy(np.asarray(image.convert("RGB"), dtype=np.float32) / 255).permute(2, 0, 1)[None]
+    lab = rgb_to_lab(rgb)
+    angle = torch.tensor(np.deg2rad(degrees), dtype=lab.dtype)
+    a, b = lab[:, 1], lab[:, 2]
+    turned = torch.stack([lab[:, 0], a * angle.cos() - b * angle.sin(), a * angle.sin() + b * angle.cos()], dim=1)
+    out = (lab_to_rgb(turned)[0].permute(1, 2, 0).numpy() * 255).round().clip(0, 255).astype(np.uint8)
+    return PILImage.fromarray(out)
 
 
 class StimulusWriter:
@@ -201,9 +188,11 @@ def prepare_study(
 
     Its conditions are the `colorizers` (models, run here), `truth` (the original colour photo) and
     the `imports` (name: folder of colorizations made elsewhere, matched to the photos by file stem).
-    Each of the `n` photos gets one trial per pair of conditions; `catch` more photos get a catch
-    trial each (a model's colorization against a degraded copy) and `practice` more a practice trial
-    between two conditions made here. Two models and no extras is the paper's study.
+    Each of `n` + `catch` photos gets one trial per pair of conditions and a catch trial (a model's
+    colorization against a copy of it with the wrong hues, `wrong_hue`; the models take turns); each
+    participant sees `catch` of those photos, drawn for them, as catch trials and the rest as compared
+    pairs. `practice` more photos get a practice trial between two conditions made here. Two models
+    and no extras is the paper's study.
     """
     imports = {import_name: Path(folder) for import_name, folder in (imports or {}).items()}
     conditions = check_conditions(list(colorizers), truth, imports)
@@ -224,7 +213,7 @@ def prepare_study(
 
     rng = random.Random(seed)
     photos = sample_photos(find_images(images_dir), n + catch + practice, rng)
-    imported = import_files(imports, photos[:n])
+    imported = import_files(imports, photos[:n + catch])
     media_dir = Path(media_dir).resolve()
     writer = StimulusWriter(media_dir)
     models = list(colorizers)
@@ -232,7 +221,9 @@ def prepare_study(
         name=name, model_a=conditions[0], model_b=conditions[1], conditions=conditions,
         media_dir=str(media_dir), seed=seed, exposure_ms=protocol.exposure_ms, question=protocol.question,
         consent_markdown=protocol.consent_markdown, completion_url=protocol.completion_url,
-        max_participants=protocol.max_participants,
+        max_participants=protocol.max_participants, min_response_ms=protocol.min_response_ms,
+        max_invalid_share=protocol.max_invalid_share, catch_trials=catch, prolific_study_id=protocol.prolific_study_id,
+        anonymous_places=protocol.anonymous_places, break_every=protocol.break_every,
     )
 
     def picture(condition: str, path: Path, photo: PILImage.Image) -> PILImage.Image:
@@ -246,16 +237,15 @@ def prepare_study(
         for index, (path, photo) in enumerate(photos):
             image = Image(source=str(path.resolve()), width=photo.width, height=photo.height)
             study.images.append(image)
-            if index < n:
-                shown = {condition: jpeg_bytes(picture(condition, path, photo)) for condition in conditions}
+            if index < n + catch:
+                pictures = {condition: picture(condition, path, photo) for condition in conditions}
+                shown = {condition: jpeg_bytes(made) for condition, made in pictures.items()}
                 pairs = list(itertools.combinations(conditions, 2))
-            elif index < n + catch:
-                # The models take turns supplying the intact side, so catch trials favour none.
-                model = models[(index - n) % len(models)]
-                good = picture(model, path, photo)
-                good_jpeg = jpeg_bytes(good)
-                shown = {model: good_jpeg, CATCH_MODEL: degraded_jpeg(good, len(good_jpeg), rng)}
-                pairs = [(model, CATCH_MODEL)]
+                if catch:
+                    # The models take turns supplying the intact side, so catch trials favour none.
+                    model = models[index % len(models)]
+                    shown[CATCH_MODEL] = jpeg_bytes(wrong_hue(pictures[model], rng.uniform(*WRONG_HUE_DEGREES)))
+                    catch_pair = (model, CATCH_MODEL)
             else:
                 local_pairs = list(itertools.combinations(made_here, 2))
                 pair = local_pairs[(index - n - catch) % len(local_pairs)]
@@ -270,8 +260,11 @@ def prepare_study(
             for first, second in pairs:
                 study.trials.append(Trial(
                     image=image, stimulus_a=stimuli[first], stimulus_b=stimuli[second],
-                    is_catch=n <= index < n + catch, is_practice=index >= n + catch,
+                    is_catch=False, is_practice=index >= n + catch,
                 ))
+            if catch and index < n + catch:
+                study.trials.append(Trial(image=image, stimulus_a=stimuli[catch_pair[0]],
+                                          stimulus_b=stimuli[catch_pair[1]], is_catch=True, is_practice=False))
             print(f"prepared {index + 1}/{len(photos)}: {path.name}", file=sys.stderr)
         with database_session(db_url) as session:
             session.add(study)

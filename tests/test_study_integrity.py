@@ -212,7 +212,7 @@ def test_trials_are_released_one_at_a_time(client, prepared):
     with database_session(prepared.db_url) as session:
         order = list(
             session.scalars(
-                select(Assignment.trial_id)
+                select(Assignment.public_id)
                 .where(Assignment.participant_id == participant["participant_id"])
                 .order_by(Assignment.position)
             )
