@@ -218,10 +218,11 @@ class StudyServer:
             path = self.stimuli.get(file_name)
         return path
 
-    async def count_request(self, request: Request, action: str, limit: int, window_s: int, what: str) -> None:
-        """Count a request of `action` by its client (429 past `limit` per window)."""
-        await self.run(service.count_request, f"{action}:{client_key(request.client.host if request.client else None)}",
-                       limit, window_s, what)
+    async def count_request(self, request: Request | None, action: str, limit: int, window_s: int, what: str) -> None:
+        """Count a request of `action` by the client of `request`, or with None by everyone together
+        (429 past `limit` per window)."""
+        key = action if request is None else f"{action}:{client_key(request.client.host if request.client else None)}"
+        await self.run(service.count_request, key, limit, window_s, what)
 
 
 class SecurityHeaders:
@@ -460,7 +461,7 @@ async def login(request: Request, server: Server) -> Response:
     try:
         # Every attempt counts, from this client and from everyone: guessing the token takes forever.
         await server.count_request(request, "login", LOGIN_ATTEMPTS_PER_CLIENT, LOGIN_WINDOW_S, "login attempts")
-        await server.count_request(request, "login-overall", LOGIN_ATTEMPTS_OVERALL, LOGIN_WINDOW_S, "login attempts")
+        await server.count_request(None, "login", LOGIN_ATTEMPTS_OVERALL, LOGIN_WINDOW_S, "login attempts")
     except service.TooManyRequests as error:
         page = login_page("Too many login attempts: please wait and try again.", 429)
         page.headers["Retry-After"] = str(error.retry_after_s)

@@ -60,30 +60,100 @@ def sample_photos(paths: list[Path], count: int, rng: random.Random) -> list[tup
     return photos
 
 
-def jpeg_bytes(image: PILImage.Image) -> bytes:
+def jpeg_bytes(image: PILImage.Image, quality: int = 95) -> bytes:
     buffer = io.BytesIO()
     # 4:4:4 chroma: subsampling would blur exactly the colours participants are judging.
-    image.save(buffer, format="JPEG", quality=95, subsampling=0)
+    image.save(buffer, format="JPEG", quality=quality, subsampling=0)
     return buffer.getvalue()
 
 
-def wrong_hue(image: PILImage.Image, degrees: float) -> PILImage.Image:
-    """The catch trials' worse side: every hue turned by `degrees` around the Lab colour circle, the
-    lightness and the chroma (how colourful each pixel is) kept. Skin turns green or blue, sky orange:
-    plain to a person, while the statistics a bot can compute without knowing what things look like
-    (chroma, its noise, lightness, sharpness, file size) stay those of a real colorization. The blur,
-    inversion and grain used before gave the side away to a chroma-noise statistic."""
+def wrong_hue(image: PILImage.Image, rng: random.Random) -> PILImage.Image:
+    """The catch trials' worse side: every hue turned around the Lab colour circle by an angle drawn
+    from WRONG_HUE_DEGREES, the lightness and the chroma (how colourful each pixel is) kept. Skin
+    turns green or blue, sky orange: plain to a person, while the statistics a bot can compute without
+    knowing what things look like (chroma, its noise, lightness, sharpness) stay those of a real
+    colorization. The blur, inversion and grain used before gave the side away to a chroma-noise
+    statistic.
+
+    A turned colour can fall outside what RGB can show: such a pixel keeps its turned hue with just
+    as much less chroma as it needs (clipping its channels would add chroma noise), and of the angles
+    tried the one drawn keeps nearly the most chroma, so the side is barely paler. The cut varies
+    smoothly across the picture: a cut pixel by pixel would add chroma noise of its own."""
     import torch
 
-    from colorizer.color import lab_to_rgb, rgb_to_lab
+    from colorizer.color import rgb_to_lab
 
     rgb = torch.from_numpy(np.asarray(image.convert("RGB"), dtype=np.float32) / 255).permute(2, 0, 1)[None]
     lab = rgb_to_lab(rgb)
-    angle = torch.tensor(np.deg2rad(degrees), dtype=lab.dtype)
-    a, b = lab[:, 1], lab[:, 2]
-    turned = torch.stack([lab[:, 0], a * angle.cos() - b * angle.sin(), a * angle.sin() + b * angle.cos()], dim=1)
-    out = (lab_to_rgb(turned)[0].permute(1, 2, 0).numpy() * 255).round().clip(0, 255).astype(np.uint8)
-    return PILImage.fromarray(out)
+    lightness = lab[:, :1]
+    turns = [into_gamut(lightness, turned(lab[:, 1:], degrees))
+             for degrees in np.linspace(*WRONG_HUE_DEGREES, HUE_CANDIDATES)]
+    ab = rng.choice([ab for ab in turns if mean_chroma(ab) >= 0.98 * max(map(mean_chroma, turns))])
+    out = unclipped_rgb(lightness, ab).clamp(0, 1)
+    return PILImage.fromarray((out[0].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8))
+
+
+# Angles tried by wrong_hue, the bisection steps of its gamut mapping (chroma to within 1/256), and
+# the reach (pixels) over which the share of chroma kept is smoothed.
+HUE_CANDIDATES = 9
+GAMUT_STEPS = 8
+GAMUT_SMOOTHING = 5
+
+
+def turned(ab, degrees: float):
+    import torch
+
+    angle = torch.tensor(np.deg2rad(degrees), dtype=ab.dtype)
+    a, b = ab[:, :1], ab[:, 1:]
+    return torch.cat([a * angle.cos() - b * angle.sin(), a * angle.sin() + b * angle.cos()], dim=1)
+
+
+def mean_chroma(ab) -> float:
+    import torch
+
+    return float(torch.linalg.vector_norm(ab, dim=1).mean())
+
+
+def into_gamut(lightness, ab):
+    """`ab` with each pixel's chroma cut (its hue kept) to what RGB can show at its lightness."""
+    import kornia
+    import torch
+
+    inside = in_gamut(lightness, ab)
+    # Bisection per pixel on the share of chroma kept: the largest that is still inside the gamut.
+    low, high = inside.to(ab.dtype), torch.ones_like(lightness)
+    for _ in range(GAMUT_STEPS):
+        middle = (low + high) / 2
+        fits = in_gamut(lightness, ab * middle) | inside
+        low, high = torch.where(fits, middle, low), torch.where(fits, high, middle)
+    # The smallest share nearby, blurred: a smooth cut (what little it leaves outside is clipped).
+    nearby = -torch.nn.functional.max_pool2d(-low, GAMUT_SMOOTHING, stride=1, padding=GAMUT_SMOOTHING // 2)
+    sigma = GAMUT_SMOOTHING / 2
+    return ab * kornia.filters.gaussian_blur2d(nearby, (2 * GAMUT_SMOOTHING + 1,) * 2, (sigma, sigma), "replicate")
+
+
+def unclipped_rgb(lightness, ab):
+    """Lab to sRGB without clipping, to see what falls outside."""
+    import kornia
+    import torch
+
+    return kornia.color.lab_to_rgb(torch.cat([lightness, ab], dim=1), clip=False)
+
+
+def in_gamut(lightness, ab):
+    rgb = unclipped_rgb(lightness, ab)
+    return ((rgb >= -1 / 512) & (rgb <= 1 + 1 / 512)).all(dim=1, keepdim=True)
+
+
+def matched_jpeg(image: PILImage.Image, partner_bytes: int, rng: random.Random) -> bytes:
+    """`image` as JPEG at the quality (JPEG_QUALITIES) whose file comes nearest to a size drawn from
+    0.85 to 1.15 times its partner's, so that which of the two files is larger says nothing."""
+    target = partner_bytes * rng.uniform(0.85, 1.15)
+    files = [jpeg_bytes(image, quality) for quality in JPEG_QUALITIES]
+    return min(files, key=lambda content: abs(len(content) - target))
+
+
+JPEG_QUALITIES = range(85, 99)
 
 
 class StimulusWriter:
@@ -244,7 +314,7 @@ def prepare_study(
                 if catch:
                     # The models take turns supplying the intact side, so catch trials favour none.
                     model = models[index % len(models)]
-                    shown[CATCH_MODEL] = jpeg_bytes(wrong_hue(pictures[model], rng.uniform(*WRONG_HUE_DEGREES)))
+                    shown[CATCH_MODEL] = matched_jpeg(wrong_hue(pictures[model], rng), len(shown[model]), rng)
                     catch_pair = (model, CATCH_MODEL)
             else:
                 local_pairs = list(itertools.combinations(made_here, 2))

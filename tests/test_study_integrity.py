@@ -140,25 +140,22 @@ def test_write_order_and_catch_file_sizes_say_nothing(tmp_path, monkeypatch):
     pairs: dict[int, dict[str, Path]] = {}
     for row in stimuli(db_url):
         pairs.setdefault(row["image_id"], {})[row["model"]] = Path(row["path"])
-    # Whether the pair's first-listed stimulus (model A, or the intact catch side) was written first.
-    first_written = Counter(
-        order[pair[min(pair, key=lambda m: m == CATCH_MODEL)].name] < order[pair[CATCH_MODEL].name]
-        if CATCH_MODEL in pair
-        else order[pair["dogs"].name] < order[pair["coco"].name]
-        for pair in pairs.values()
-    )
+    assert all(set(pair) == {"dogs", "coco", CATCH_MODEL} for pair in pairs.values())
+    # Whether model A's file was written before model B's.
+    first_written = Counter(order[pair["dogs"].name] < order[pair["coco"].name] for pair in pairs.values())
     assert first_written[True] > 0 and first_written[False] > 0
 
     # The bot that picks the larger file: within 2x of the partner, and not always the intact one.
+    with database_session(db_url) as session:
+        catch_sides = [(trial.stimulus_a.file_name, trial.stimulus_b.file_name)
+                       for trial in session.scalars(select(Trial).where(Trial.is_catch))]
     larger_is_intact = []
-    for pair in pairs.values():
-        if CATCH_MODEL not in pair:
-            continue
-        degraded = pair.pop(CATCH_MODEL).stat().st_size
-        (intact,) = (path.stat().st_size for path in pair.values())
+    for intact_name, degraded_name in catch_sides:
+        intact = (tmp_path / "media" / intact_name).stat().st_size
+        degraded = (tmp_path / "media" / degraded_name).stat().st_size
         assert 0.5 <= degraded / intact <= 2, (degraded, intact)
         larger_is_intact.append(intact > degraded)
-    assert len(larger_is_intact) == 12 and not all(larger_is_intact)
+    assert len(larger_is_intact) == 24 and not all(larger_is_intact)
 
 
 # 3. Impersonation
