@@ -116,6 +116,7 @@ class Server:
                 raise SystemExit(f"only {len(pids)} of {self.workers} workers started")
             time.sleep(0.1)
         os.kill(pids[0], signal.SIGKILL)
+        print(f"killed worker {pids[0]} of {pids}", file=sys.stderr)
 
     def stop(self) -> None:
         self.process.terminate()
@@ -246,7 +247,7 @@ def exported_votes(server: Server) -> list[tuple[str, str, str]]:
     if response.status != 200:
         raise SystemExit(f"export failed: {response.status}")
     rows = csv.DictReader(io.StringIO(response.read().decode()))
-    return [(row["participant_id"], row["trial_id"], row["choice"]) for row in rows]
+    return [(row["participant_id"], row["participant_trial_id"], row["choice"]) for row in rows]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -299,7 +300,10 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"{tally.requests} requests in {elapsed:.1f} s ({tally.requests / elapsed:.0f}/s) on {os.cpu_count()} CPUs, "
         f"{args.workers} worker(s) on {db_url.partition(':')[0]}, "
-        f"{tally.retries} retried connection failures, outage after SIGKILL {outage_s:.2f} s, p50 {p50:.1f} ms"
+        f"{tally.retries} retried connection failures, "
+        + (f"outage after SIGKILL {outage_s:.2f} s" if args.workers == 1 else "a worker SIGKILLed halfway" if args.kill
+           else "no SIGKILL")
+        + f", p50 {p50:.1f} ms"
     )
     print(
         f"votes={expected} acknowledged={len(acknowledged)} exported={len(exported)} lost={lost} "

@@ -37,6 +37,7 @@ VOTE_COLUMNS = [
     "is_practice",
     "time_mismatch",
     "invalid",
+    "participant_trial_id",
 ]
 STIMULUS_COLUMNS = ["file_name", "image_id", "model", "study"]
 
@@ -62,7 +63,8 @@ def studies_to_export(session: Session, name: str | None) -> list[int]:
 def session_vote_rows(session: Session, study: str | None = None) -> list[dict]:
     left, right = aliased(Stimulus), aliased(Stimulus)
     query = (
-        select(Vote, Participant.external_id, Trial, left.model, right.model, Study.name, Study.min_response_ms)
+        select(Vote, Participant.external_id, Trial, left.model, right.model, Study.name, Study.min_response_ms,
+           Assignment.public_id)
         .join(Assignment, (Assignment.participant_id == Vote.participant_id) & (Assignment.trial_id == Vote.trial_id))
         .join(Participant, Participant.id == Vote.participant_id)
         .join(Trial, Trial.id == Vote.trial_id)
@@ -73,7 +75,7 @@ def session_vote_rows(session: Session, study: str | None = None) -> list[dict]:
         .order_by(Vote.id)
     )
     rows = []
-    for vote, external_id, trial, left_model, right_model, study_name, min_response_ms in session.execute(query):
+    for vote, external_id, trial, left_model, right_model, study_name, min_response_ms, shown_id in session.execute(query):
         chosen_model = left_model if vote.choice == "left" else right_model
         timing = vote_timing(vote.rt_ms, vote.server_ms, min_response_ms)
         rows.append(
@@ -98,6 +100,8 @@ def session_vote_rows(session: Session, study: str | None = None) -> list[dict]:
                 "is_practice": bool(trial.is_practice),
                 "time_mismatch": timing.time_mismatch,
                 "invalid": timing.invalid,
+                # The trial id this participant was sent (each participant's are their own).
+                "participant_trial_id": shown_id or vote.trial_id,
             }
         )
     return rows
