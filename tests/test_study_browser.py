@@ -115,20 +115,31 @@ def test_participant_session(live_server):
     assert all(address.startswith(url) for address in requested), requested
 
 
+def await_the_choice(page) -> None:
+    """Until the pair has been shown and the page takes an answer (the pictures themselves may
+    already be gone again after a short exposure)."""
+    page.locator("button[data-choice=right]:enabled").wait_for()
+
+
+def answer_everything(page, url: str) -> None:
+    """An anonymous participant who consents and answers the 4 trials at once."""
+    page.goto(url)
+    page.check("#consent-check")
+    page.click("#start")
+    for answered in range(4):
+        page.locator(".progress-text", has_text=f"{answered} / 4").wait_for()
+        await_the_choice(page)
+        page.keyboard.press("ArrowRight")
+    page.locator("#done").wait_for(state="visible")
+
+
 @pytest.mark.parametrize("live_server", [300], indirect=True)
 def test_next_anonymous_person_on_a_shared_computer_starts_afresh(live_server):
     url, db_url = live_server
     with sync_api.sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         page = browser.new_page()
-        page.goto(url)
-        page.check("#consent-check")
-        page.click("#start")
-        for answered in range(4):
-            page.locator(".progress-text", has_text=f"{answered} / 4").wait_for()
-            page.locator("#frame-left img").wait_for(state="attached")
-            page.keyboard.press("ArrowRight")
-        page.locator("#done").wait_for(state="visible")
+        answer_everything(page, url)
         first_code = page.locator("#completion-code").inner_text()
 
         # The next person opens the page in the same browser: the previous thank-you page, with a way out.
@@ -188,7 +199,7 @@ def test_the_page_tells_the_participant_their_answers_are_kept_when_storage_fail
         page.goto(url)
         page.check("#consent-check")
         page.click("#start")
-        page.locator("#frame-left img").wait_for(state="attached")
+        await_the_choice(page)
         event.listen(engine, "before_cursor_execute", disk_full)
         page.keyboard.press("ArrowLeft")
         page.locator(".status", has_text="Your answers are not lost").wait_for(timeout=30_000)
@@ -297,14 +308,7 @@ def test_a_participant_answering_faster_than_anyone_can_gets_no_code(tmp_path):
     with live_app(create_app(db_url)) as url, sync_api.sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         page = browser.new_page()
-        page.goto(url)
-        page.check("#consent-check")
-        page.click("#start")
-        for answered in range(4):
-            page.locator(".progress-text", has_text=f"{answered} / 4").wait_for()
-            page.locator("#frame-left img").wait_for(state="attached")
-            page.keyboard.press("ArrowRight")
-        page.locator("#done").wait_for(state="visible")
+        answer_everything(page, url)
         assert page.locator("#code-withheld").is_visible() and page.locator("#code-given").is_hidden()
         assert "cannot be counted" in page.locator("#done").inner_text()
         browser.close()
