@@ -31,7 +31,7 @@ from study.models import Participant, Trial
 from study.prepare import prepare_study
 from study.protocol import Protocol
 from tests.conftest import photo
-from tests.study_support import ADMIN_TOKEN, STUDY, enrol, live_app, vote
+from tests.study_support import ADMIN_TOKEN, FAKE_COLORIZERS, STUDY, TOKEN_HEADER, enrol, live_app, vote
 from tests.test_study_integrity import load_bench
 
 pytestmark = pytest.mark.timeout(180)
@@ -403,3 +403,60 @@ def test_the_participant_export_lists_invalid_votes(client, prepared):
     text = client.get("/admin/participants.csv", headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}).text
     (row,) = csv.DictReader(io.StringIO(text))
     assert row["invalid_votes"] == "1"  # claimed 1.2 s, answered at once
+
+
+# A database from before these rules
+
+
+def test_a_study_from_before_keeps_its_rules_and_its_participants(tmp_path):
+    """An older database: no new tables, columns or indexes, a catch photo of its own, a participant
+    enrolled back then. Opening it adds what is missing; the old participant continues with the
+    shared trial ids and file names, a new one gets ids of their own, and nobody's code is withheld."""
+    from study.db import open_database
+
+    db_url = f"sqlite:///{tmp_path / 'old.db'}"
+    prepare_study(db_url, STUDY, FAKE_COLORIZERS, smooth_photos(tmp_path / "photos", 4), tmp_path / "media", n=3,
+                  catch=1)
+    with TestClient(create_app(db_url)) as client:
+        old = enrol(client, "from-before")
+    database = open_database(db_url)
+    with database.engine.begin() as connection:
+        # The last photo becomes a catch photo of the old kind: its catch trial only.
+        catch_image = connection.exec_driver_sql("SELECT max(image_id) FROM trial").scalar()
+        connection.exec_driver_sql(f"DELETE FROM trial WHERE image_id = {catch_image} AND NOT is_catch")
+        connection.exec_driver_sql(f"DELETE FROM trial WHERE image_id != {catch_image} AND is_catch")
+        for index in ("ix_assignment_public_id", "ix_assignment_left_name", "ix_assignment_right_name",
+                      "ix_participant_enrolment_key"):
+            connection.exec_driver_sql(f"DROP INDEX {index}")
+        for table, columns in {"study": ("min_response_ms", "max_invalid_share", "catch_trials", "prolific_study_id",
+                                         "anonymous_places", "break_every"),
+                               "participant": ("recruited", "last_active_at", "completed_at"),
+                               "assignment": ("public_id", "left_name", "right_name")}.items():
+            for column in columns:
+                connection.exec_driver_sql(f"ALTER TABLE {table} DROP COLUMN {column}")
+        connection.exec_driver_sql("DROP TABLE rate_counter")
+        connection.exec_driver_sql("DROP TABLE revoked_admin_session")
+    database.dispose()
+
+    with TestClient(create_app(db_url)) as client:
+        resumed = client.get(f"/api/participants/{old['participant_id']}", headers={TOKEN_HEADER: old["participant_token"]})
+        assert resumed.status_code == 200
+        with database_session(db_url) as session:
+            trial_ids = set(session.scalars(select(Trial.id)))
+        assert resumed.json()["trials"][0]["trial_id"] in trial_ids  # the shared id, as back then
+        answer = resumed.json()
+        while answer["trials"]:
+            answer = vote(client, {**old, **answer}, answer["trials"][0])
+        assert answer["completion_code"]  # votes at once, but the old study has no minimum
+        new = enrol(client, "after")
+        assert new["total"] == 4 and new["trials"][0]["trial_id"] not in trial_ids
+        answer = new
+        while answer["trials"]:
+            answer = vote(client, {**new, **answer}, answer["trials"][0])
+        assert answer["completion_code"]
+    rows = vote_rows(db_url)
+    # The old kind of catch photo is everyone's catch trial.
+    after = [row for row in rows if row["external_id"] == "after"]
+    assert len(after) == 4 and [row["image_id"] for row in after if row["is_catch"]] == [catch_image]
+    # The old rule: flagged under 300 ms by either clock, no mismatch check, and every code given.
+    assert not any(row["time_mismatch"] for row in rows)
