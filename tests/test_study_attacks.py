@@ -73,44 +73,45 @@ def prepare(db_url: str, tmp_path: Path, n: int = 4, catch: int = 2, truth: bool
 # 1. Paced bots
 
 
-def paced_bot(client: TestClient, pause_s: float, external_id: str | None = None) -> dict:
-    """The bot of the issue: waits `pause_s` per trial and claims 1.5 s each time."""
+def paced_bot(client: TestClient, external_id: str | None = None) -> dict:
+    """The bot of the issue: a vote per trial, each claiming 1.5 s."""
     participant = enrol(client, external_id)
     answer, trials = participant, participant["trials"]
     while trials:
-        time.sleep(pause_s)
         answer = vote(client, participant, trials[0], rt_ms=1500)
         trials = answer["trials"]
     return answer
+
+
+def pace(monkeypatch, seconds: float) -> None:
+    """The server's clock moves `seconds` between one reading and the next: a client that waits that
+    long per request, without the test waiting (and without timings that depend on the machine)."""
+    from study import service
+
+    start, readings = service.utcnow(), iter(range(1, 100_000))
+    monkeypatch.setattr(service, "utcnow", lambda: start + dt.timedelta(seconds=seconds * next(readings)))
 
 
 def test_a_paced_bot_gets_no_code_and_its_votes_are_invalid(tmp_path, monkeypatch):
     db_url = f"sqlite:///{tmp_path / 'votes.db'}"
     prepare(db_url, tmp_path)  # the default protocol: 600 ms minimum, codes withheld past half invalid
     with TestClient(create_app(db_url, admin_token=ADMIN_TOKEN)) as client:
-        done = paced_bot(client, 0.31, "bot")
+        pace(monkeypatch, 0.31)  # the bot sleeps 0.31 s per trial
+        done = paced_bot(client, "bot")
         assert done["answered"] == done["total"] == 6 and done["trials"] == []
         assert done["completion_code"] is None and done["completion_withheld"] is True
         assert done["completion_url"] is None
 
-        # A person, who takes seconds per trial (the server's clock runs 3 s per request here), gets it.
-        from study import service
-
-        real_now, ticks = service.utcnow, iter(range(1, 10_000))
-        monkeypatch.setattr(service, "utcnow", lambda: real_now() + dt.timedelta(seconds=3 * next(ticks)))
-        person = enrol(client, "person")
-        trials, answer = person["trials"], None
-        while trials:
-            answer = vote(client, person, trials[0], rt_ms=1500)
-            trials = answer["trials"]
-        assert answer["completion_code"] and answer["completion_withheld"] is False
+        pace(monkeypatch, 3.0)  # a person takes seconds per trial, and gets the code
+        person = paced_bot(client, "person")
+        assert person["completion_code"] and person["completion_withheld"] is False
         monkeypatch.undo()
 
         client.post("/admin/login", data={"token": ADMIN_TOKEN})
         panel = client.get("/admin/panel").text
-    # Both clocks are stored; the bot's claimed 1.5 s are contradicted by the server's ~0.31 s.
+    # Both clocks are stored; the bot's claimed 1.5 s are contradicted by the server's 0.31 s.
     rows = [row for row in vote_rows(db_url) if row["external_id"] == "bot"]
-    assert all(row["rt_ms"] == 1500 and 300 <= row["server_ms"] < 1000 for row in rows)
+    assert all(row["rt_ms"] == 1500 and row["server_ms"] == 310 for row in rows)
     assert all(row["too_fast"] and row["time_mismatch"] and row["invalid"] for row in rows)
     assert not any(row["invalid"] for row in vote_rows(db_url) if row["external_id"] == "person")
     assert '<td class="invalid">6 of 12</td>' in panel
@@ -123,7 +124,7 @@ def test_a_paced_bot_gets_no_code_and_its_votes_are_invalid(tmp_path, monkeypatc
     prepare_study(lenient, STUDY, LAB_COLORIZERS, tmp_path / "photos", tmp_path / "media-lenient", n=4, catch=2,
                   protocol=Protocol(max_invalid_share=1.0))
     with TestClient(create_app(lenient)) as client:
-        assert paced_bot(client, 0.0)["completion_code"]
+        assert paced_bot(client)["completion_code"]
 
 
 def test_the_minimum_response_time_is_a_protocol_setting_of_at_least_600_ms(tmp_path):
