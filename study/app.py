@@ -221,8 +221,22 @@ class StudyServer:
     async def count_request(self, request: Request | None, action: str, limit: int, window_s: int, what: str) -> None:
         """Count a request of `action` by the client of `request`, or with None by everyone together
         (429 past `limit` per window)."""
-        key = action if request is None else f"{action}:{client_key(request.client.host if request.client else None)}"
-        await self.run(service.count_request, key, limit, window_s, what)
+        await self.run(service.count_request, rate_key(request, action), limit, window_s, what)
+
+    async def count_login(self, request: Request) -> None:
+        """Count a login attempt (the form's, or a wrong bearer token) per client and overall."""
+        await self.count_request(request, "login", LOGIN_ATTEMPTS_PER_CLIENT, LOGIN_WINDOW_S, "login attempts")
+        await self.count_request(None, "login", LOGIN_ATTEMPTS_OVERALL, LOGIN_WINDOW_S, "login attempts")
+
+    async def logins_blocked(self, request: Request) -> bool:
+        """Whether the client, or everyone, is past the login attempts of this window."""
+        return (await self.run(service.over_limit, rate_key(request, "login"), LOGIN_ATTEMPTS_PER_CLIENT, LOGIN_WINDOW_S)
+                or await self.run(service.over_limit, "login", LOGIN_ATTEMPTS_OVERALL, LOGIN_WINDOW_S))
+
+
+def rate_key(request: Request | None, action: str) -> str:
+    """The counter of `action` for the client of `request`, or with None for everyone together."""
+    return action if request is None else f"{action}:{client_key(request.client.host if request.client else None)}"
 
 
 class SecurityHeaders:
@@ -357,12 +371,25 @@ def revoke(session, nonce: str, expires: int) -> None:
         session.commit()
 
 
-async def is_admin(server: StudyServer, credentials: HTTPAuthorizationCredentials | None, cookie: str | None) -> bool:
+async def is_admin(
+    server: StudyServer, request: Request, credentials: HTTPAuthorizationCredentials | None, cookie: str | None
+) -> bool:
+    """Whether the request carries the admin token (a bearer header) or a live dashboard session.
+    A bearer token is a login too: wrong ones count as login attempts, and past the limit even the
+    right one is refused (429), so that guessing gets no answer at all."""
     token = server.admin_token
     if not token:
         return False
     if credentials is not None:
-        return secrets.compare_digest(credentials.credentials.encode(), token.encode())
+        if await server.logins_blocked(request):
+            raise TOO_MANY_LOGINS
+        if secrets.compare_digest(credentials.credentials.encode(), token.encode()):
+            return True
+        try:
+            await server.count_login(request)
+        except service.TooManyRequests:
+            raise TOO_MANY_LOGINS from None
+        return False
     valid = session_nonce(server, cookie)
     return valid is not None and not await server.run(is_revoked, valid[0])
 
@@ -370,8 +397,12 @@ async def is_admin(server: StudyServer, credentials: HTTPAuthorizationCredential
 AdminCookie = Annotated[str | None, Cookie(alias=ADMIN_COOKIE)]
 
 
-async def require_admin(server: Server, credentials: BearerToken, cookie: AdminCookie = None) -> None:
-    if not await is_admin(server, credentials, cookie):
+TOO_MANY_LOGINS = StarletteHTTPException(429, "too many login attempts: please try again later",
+                                          headers={"Retry-After": str(LOGIN_WINDOW_S)})
+
+
+async def require_admin(request: Request, server: Server, credentials: BearerToken, cookie: AdminCookie = None) -> None:
+    if not await is_admin(server, request, credentials, cookie):
         raise StarletteHTTPException(401, "admin token required", headers={"WWW-Authenticate": "Bearer"})
 
 
@@ -414,9 +445,9 @@ async def export_stimuli(server: Server, study: Name | None = None) -> Response:
 
 
 @router.get("/admin", response_class=HTMLResponse, include_in_schema=False)
-async def dashboard(server: Server, credentials: BearerToken, cookie: AdminCookie = None) -> HTMLResponse:
+async def dashboard(request: Request, server: Server, credentials: BearerToken, cookie: AdminCookie = None) -> HTMLResponse:
     """The dashboard, or the login form (a browser cannot send a bearer header)."""
-    if not await is_admin(server, credentials, cookie):
+    if not await is_admin(server, request, credentials, cookie):
         return login_page("")
     panel = panel_html(await server.run(overview))
     refresh_s = f"{server.dashboard_refresh_ms / 1000:g}"
@@ -460,8 +491,7 @@ async def login(request: Request, server: Server) -> Response:
     given = (fields.get("token") or [""])[0].strip()
     try:
         # Every attempt counts, from this client and from everyone: guessing the token takes forever.
-        await server.count_request(request, "login", LOGIN_ATTEMPTS_PER_CLIENT, LOGIN_WINDOW_S, "login attempts")
-        await server.count_request(None, "login", LOGIN_ATTEMPTS_OVERALL, LOGIN_WINDOW_S, "login attempts")
+        await server.count_login(request)
     except service.TooManyRequests as error:
         page = login_page("Too many login attempts: please wait and try again.", 429)
         page.headers["Retry-After"] = str(error.retry_after_s)

@@ -553,6 +553,13 @@ def count_request(session: Session, key: str, limit: int, window_s: int, what: s
                               max(1, int(window + window_s - now)))
 
 
+def over_limit(session: Session, key: str, limit: int, window_s: int) -> bool:
+    """Whether `key` already has more than `limit` requests counted in the current window."""
+    window = int(utcnow().timestamp() // window_s) * window_s
+    counted = session.scalar(select(RateCounter.count).where(RateCounter.key == key, RateCounter.window_start == window))
+    return (counted or 0) > limit
+
+
 def resume(session: Session, participant_id: str, token: str | None) -> ParticipantOut:
     participant = authenticate(session, participant_id, token)
     return participant_state(session, participant, assigned_trials(session, participant.id))

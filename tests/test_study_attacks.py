@@ -381,6 +381,19 @@ def test_admin_logins_are_rate_limited_per_client_and_overall(prepared):
     assert statuses.count(401) == 90 and statuses[-1] == 429
 
 
+def test_guessing_the_bearer_token_is_limited_too(prepared):
+    with TestClient(create_app(prepared.db_url, admin_token=ADMIN_TOKEN), client=("203.0.113.2", 1)) as guesser:
+        statuses = [guesser.get("/admin/export.csv", headers={"Authorization": f"Bearer guess-{n:012d}"}).status_code
+                    for n in range(12)]
+        assert statuses == [401] * 10 + [429] * 2
+        # Past the limit the right token gets no answer either, so a lucky guess cannot be told apart.
+        right = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+        assert guesser.get("/admin/export.csv", headers=right).status_code == 429
+    with TestClient(create_app(prepared.db_url, admin_token=ADMIN_TOKEN), client=("198.51.100.77", 1)) as script:
+        # A script with the token, elsewhere, is not limited by its successes.
+        assert [script.get("/admin/export.csv", headers=right).status_code for _ in range(15)] == [200] * 15
+
+
 def test_a_logged_out_cookie_is_refused_afterwards(prepared):
     with TestClient(create_app(prepared.db_url, admin_token=ADMIN_TOKEN)) as client:
         client.post("/admin/login", data={"token": ADMIN_TOKEN})
