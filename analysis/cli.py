@@ -71,7 +71,11 @@ def run_votes(args: argparse.Namespace) -> int:
     summary = write_vote_analysis(
         votes, args.out, stimuli=stimuli, exclude_failed_catch=args.exclude_failed_catch, seed=args.seed
     )
-    counts = f"{summary['n_participants']} participants, {summary['n_votes']} votes"
+    from analysis.report import counted
+
+    counts = f"{counted(summary['n_participants'], 'participant')}, {counted(summary['n_votes'], 'vote')}"
+    if summary["invalid_votes_excluded"]:
+        counts += f" ({counted(summary['invalid_votes_excluded'], 'invalid vote')} left out)"
     if "models" in summary:
         first = next(iter(summary["models"]))
         share = summary["models"][first]

@@ -143,7 +143,7 @@ def render_report(summary: dict[str, Any], notes: list[str]) -> str:
         f"- **Position bias:** {_percent(left['share'])} of the choices were the left image "
         f"(95% interval {_interval(left['ci95'])}; binomial p = {_p(left['p_value'])} against 50%).",
         "- **Catch trials:** " + (
-            f"{_percent(catch['pass_rate'])} of {catch['n_votes']} passed; {failed} participants failed at least one."
+            f"{_percent(catch['pass_rate'])} of {catch['n_votes']} passed; {counted(failed, 'participant')} failed at least one."
             if catch["n_votes"] else "none in these votes."),
         "- **Response time:** " + (
             f"median {rt['median']:.0f} ms (quartiles {rt['quartiles'][0]:.0f} to {rt['quartiles'][1]:.0f} ms)."
@@ -206,11 +206,25 @@ def _report_opening(summary: dict[str, Any], title: str) -> list[str]:
         "",
         "## Results",
         "",
-        f"- **Participants:** {summary['n_participants']}, casting {summary['n_votes']} votes on "
-        f"{summary['n_images']} images (catch and practice trials not counted). "
-        + (f"{failed} participants who failed a catch trial are excluded." if catch["excluded"]
-           else f"All participants are kept, including {failed} who failed at least one catch trial."),
+        f"- **Participants:** {summary['n_participants']}, casting {counted(summary['n_votes'], 'vote')} on "
+        f"{counted(summary['n_images'], 'image')} (catch and practice trials not counted). "
+        + (f"{counted(failed, 'participant')} who failed a catch trial {'is' if failed == 1 else 'are'} excluded."
+           if catch["excluded"]
+           else f"All participants are kept, including {failed} who failed at least one catch trial.")
+        + invalid_note(summary.get("invalid_votes_excluded", 0)),
     ]
+
+
+def counted(number: int, noun: str) -> str:
+    """`1 participant`, `2 participants`."""
+    return f"{number} {noun}{'' if number == 1 else 's'}"
+
+
+def invalid_note(invalid: int) -> str:
+    if not invalid:
+        return ""
+    return (f" {counted(invalid, 'invalid vote')} (faster than the study's minimum response time, or with a "
+            "response time the server's clock contradicts) left out.")
 
 
 def _simulated_warning(summary: dict[str, Any]) -> list[str]:
@@ -255,7 +269,7 @@ def render_conditions_report(summary: dict[str, Any], notes: list[str]) -> str:
         f"- **Position bias:** {_percent(left['share'])} of the choices were the left image "
         f"(95% interval {_interval(left['ci95'])}; binomial p = {_p(left['p_value'])} against 50%).",
         "- **Catch trials:** " + (
-            f"{_percent(catch['pass_rate'])} of {catch['n_votes']} passed; {failed} participants failed at least one."
+            f"{_percent(catch['pass_rate'])} of {catch['n_votes']} passed; {counted(failed, 'participant')} failed at least one."
             if catch["n_votes"] else "none in these votes."),
         "",
         *_paired_sections(summary),

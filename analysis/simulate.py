@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     import pandas as pd
     from sqlalchemy.orm import Session
 
-    from study.models import Study
+    from study.models import Study, Trial
 
 # A study whose name starts with this is labelled as simulated in every report and figure.
 SIMULATED_PREFIX = "simulated"
@@ -140,7 +140,7 @@ def write_simulated_study(db_url: str, name: str = SIMULATED_STUDY_NAME, seed: i
         study = session.scalars(select(Study).where(Study.name == name)).first() or _bare_study(session, name)
         if session.scalars(select(Participant.id).where(Participant.study_id == study.id)).first():
             raise UserError(f"study {name!r} already has participants")
-        trials = {str(trial.image_id): trial for trial in sorted(study.trials, key=lambda trial: trial.image_id)}
+        trials = simulated_trials(study)
         image_ids = [image_id for image_id, trial in trials.items() if not trial.is_catch]
         votes = simulate_votes(
             image_ids=image_ids,
@@ -166,6 +166,18 @@ def write_simulated_study(db_url: str, name: str = SIMULATED_STUDY_NAME, seed: i
         session.flush()
         session.add_all(vote_records)
         return len(vote_records)
+
+
+def simulated_trials(study: Study) -> dict[str, Trial]:
+    """The trial every simulated participant gets per image: the last `study.catch_trials` photos of
+    a study that draws catch trials from its photos (and the catch photos of studies from before)
+    give their catch trial, every other photo its first compared pair."""
+    by_image: dict[str, list[Trial]] = {}
+    for trial in sorted(study.trials, key=lambda trial: (trial.image_id, trial.is_catch)):
+        by_image.setdefault(str(trial.image_id), []).append(trial)
+    pooled = [image for image, trials in by_image.items() if len({trial.is_catch for trial in trials}) == 2]
+    as_catch = set(pooled[len(pooled) - (study.catch_trials or 0):])
+    return {image: trials[-1] if image in as_catch else trials[0] for image, trials in by_image.items()}
 
 
 def _bare_study(session: Session, name: str) -> Study:

@@ -87,6 +87,8 @@ def prepare_votes(votes: pd.DataFrame) -> pd.DataFrame:
         image_id=votes["image_id"].astype(str),
         is_catch=_as_bool(votes["is_catch"]),
         rt_ms=pd.to_numeric(votes["rt_ms"], errors="coerce"),
+        # Too fast, or a response time the server's clock contradicts (exports from before: none).
+        invalid=_as_bool(votes["invalid"].fillna(False)) if "invalid" in votes else False,
     )
     bad_choices = ~votes["choice"].isin(["left", "right"])
     if bad_choices.any():
@@ -344,11 +346,17 @@ def _image_with_least(images: pd.DataFrame, score: pd.Series) -> str:
 
 
 def analyze(votes: pd.DataFrame, exclude_failed_catch: bool = False, seed: int = 0) -> VoteAnalysis:
-    """All the vote statistics of the report; `votes` as from `prepare_votes`, catch trials included.
+    """All the vote statistics of the report; `votes` as from `prepare_votes`, catch trials included,
+    invalid votes left out (and counted).
     Two conditions give the paper's analysis; every number of conditions gets Bradley-Terry scores,
     the win matrix and, with `truth` among them, fooling rates."""
     import pandas as pd
 
+    invalid = int(votes["invalid"].sum())
+    votes = votes[~votes["invalid"]]
+    if votes.empty:
+        raise UserError(f"all {invalid} votes are invalid (faster than the study's minimum response time): "
+                        "nothing to analyse")
     failing = participants_failing_catch(votes)
     analysed = analysed_votes(votes, exclude_failed_catch)
     conditions = condition_names(analysed)
@@ -371,6 +379,8 @@ def analyze(votes: pd.DataFrame, exclude_failed_catch: bool = False, seed: int =
             "median": float(rt.median()) if len(rt) else None,
             "quartiles": [float(rt.quantile(0.25)), float(rt.quantile(0.75))] if len(rt) else None,
         },
+        # Left out of everything above, catch trials included.
+        "invalid_votes_excluded": invalid,
         "bootstrap_seed": seed,
     } | paired
     win_matrix = pd.DataFrame(paired["win_matrix"]).T.reindex(index=conditions, columns=conditions)

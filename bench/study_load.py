@@ -49,28 +49,35 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def prepare(workdir: Path, images: int, catch: int) -> str:
+def prepare(workdir: Path, images: int, catch: int, db_url: str | None = None) -> str:
+    """A study on fresh photos in `db_url` (default: a new SQLite file in `workdir`). Its simulated
+    participants answer 10 times faster than people, so it has no minimum response time."""
     from study.prepare import prepare_study
+    from study.protocol import Protocol
 
     rng = np.random.default_rng(0)
     photos = workdir / "photos"
     photos.mkdir()
     for index in range(images + catch):
         Image.fromarray(rng.integers(0, 256, (48, 64, 3), dtype=np.uint8)).save(photos / f"{index}.png")
-    db_url = f"sqlite:///{workdir / 'votes.db'}"
+    db_url = db_url or f"sqlite:///{workdir / 'votes.db'}"
     fake_models = {"model-a": ImageOps.autocontrast, "model-b": ImageOps.equalize}
-    prepare_study(db_url, "load", fake_models, photos, workdir / "media", n=images, catch=catch)
+    prepare_study(db_url, "load", fake_models, photos, workdir / "media", n=images, catch=catch,
+                  protocol=Protocol(min_response_ms=0, max_invalid_share=1.0))
     return db_url
 
 
 class Server:
     """`study serve` in a subprocess that can be killed and restarted on the same database."""
 
-    def __init__(self, db_url: str, port: int, log: Path):
+    def __init__(self, db_url: str, port: int, log: Path, workers: int = 1, options: tuple[str, ...] = ()):
         self.command = [sys.executable, "-c", SERVE, "study", "serve", "--db", db_url, "--port", str(port)]
-        self.command += ["--admin-token", ADMIN_TOKEN]
+        # Every simulated participant connects from 127.0.0.1: no limit on enrolments per client.
+        self.command += ["--admin-token", ADMIN_TOKEN, "--workers", str(workers), "--enrolments-per-client", "0"]
+        self.command += options
         self.address = ("127.0.0.1", port)
         self.log = log
+        self.workers = workers
         self.process: subprocess.Popen | None = None
 
     def start(self, timeout_s: float = 60) -> None:
@@ -90,6 +97,26 @@ class Server:
     def kill(self) -> None:
         self.process.send_signal(signal.SIGKILL)
         self.process.wait()
+
+    def worker_pids(self) -> list[int]:
+        """The worker processes of `--workers N` (children of the supervisor)."""
+        children = Path(f"/proc/{self.process.pid}/task/{self.process.pid}/children").read_text().split()
+        pids = []
+        for pid in children:
+            # uvicorn's spawn start method also leaves a resource tracker among the children.
+            if "resource_tracker" not in Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace"):
+                pids.append(int(pid))
+        return pids
+
+    def kill_worker(self) -> None:
+        """SIGKILL one worker: the supervisor starts a new one; the others go on serving."""
+        deadline = time.monotonic() + 60
+        while len(pids := self.worker_pids()) < self.workers:
+            if time.monotonic() > deadline:
+                raise SystemExit(f"only {len(pids)} of {self.workers} workers started")
+            time.sleep(0.1)
+        os.kill(pids[0], signal.SIGKILL)
+        print(f"killed worker {pids[0]} of {pids}", file=sys.stderr)
 
     def stop(self) -> None:
         self.process.terminate()
@@ -188,13 +215,17 @@ def participant(server: Server, tally: Tally, number: int, args) -> None:
 
 
 def crash_halfway(server: Server, tally: Tally, total_votes: int, done: threading.Event) -> float:
-    """SIGKILL the server once half the votes are acknowledged, restart it; return the outage in s."""
+    """SIGKILL the server (with several workers: one worker) once half the votes are acknowledged,
+    restart it; return the outage in s (the time until the server takes connections again)."""
     while len(tally.acknowledged) < total_votes // 2:
         if done.wait(0.01):
             return 0.0
     started = time.monotonic()
-    server.kill()
-    server.start()
+    if server.workers > 1:
+        server.kill_worker()
+    else:
+        server.kill()
+        server.start()
     return time.monotonic() - started
 
 
@@ -216,7 +247,7 @@ def exported_votes(server: Server) -> list[tuple[str, str, str]]:
     if response.status != 200:
         raise SystemExit(f"export failed: {response.status}")
     rows = csv.DictReader(io.StringIO(response.read().decode()))
-    return [(row["participant_id"], row["trial_id"], row["choice"]) for row in rows]
+    return [(row["participant_id"], row["participant_trial_id"], row["choice"]) for row in rows]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -236,12 +267,17 @@ def main(argv: list[str] | None = None) -> int:
         "0 saturates the server",
     )
     parser.add_argument("--no-kill", dest="kill", action="store_false", help="do not SIGKILL the server halfway")
+    parser.add_argument("--db", metavar="URL",
+                        help="an empty database to run on, e.g. PostgreSQL (default: a new SQLite file)")
+    parser.add_argument("--workers", type=int, default=1,
+                        help="server processes; with more than one, one worker is killed instead of the server")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
 
     with tempfile.TemporaryDirectory(prefix="study-load-") as tmp:
         workdir = Path(tmp)
-        server = Server(prepare(workdir, args.images, args.catch), free_port(), workdir / "server.log")
+        db_url = prepare(workdir, args.images, args.catch, args.db)
+        server = Server(db_url, free_port(), workdir / "server.log", workers=args.workers)
         server.start()
         tally = Tally()
         started = time.monotonic()
@@ -263,7 +299,11 @@ def main(argv: list[str] | None = None) -> int:
     p50, p99 = np.percentile(tally.latencies_ms, [50, 99])
     print(
         f"{tally.requests} requests in {elapsed:.1f} s ({tally.requests / elapsed:.0f}/s) on {os.cpu_count()} CPUs, "
-        f"{tally.retries} retried connection failures, outage after SIGKILL {outage_s:.2f} s, p50 {p50:.1f} ms"
+        f"{args.workers} worker(s) on {db_url.partition(':')[0]}, "
+        f"{tally.retries} retried connection failures, "
+        + (f"outage after SIGKILL {outage_s:.2f} s" if args.workers == 1 else "a worker SIGKILLed halfway" if args.kill
+           else "no SIGKILL")
+        + f", p50 {p50:.1f} ms"
     )
     print(
         f"votes={expected} acknowledged={len(acknowledged)} exported={len(exported)} lost={lost} "

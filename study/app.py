@@ -29,15 +29,24 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
+from sqlalchemy.orm import sessionmaker
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from colorizer.errors import UserError
 from study import service
 from study.dashboard import PARTICIPANT_COLUMNS, overview, panel_html, participant_rows
-from study.db import POOL_OVERFLOW, POOL_SIZE, Database, open_database
+from study.db import POOL_OVERFLOW, POOL_SIZE, Database, make_engine, open_database, write_guard
 from study.export import rows_csv, session_stimuli, session_vote_rows, stimuli_csv, votes_csv
-from study.protocol import Protocol, consent_html
+from study.limits import (
+    ENROLMENT_WINDOW_S,
+    LOGIN_ATTEMPTS_OVERALL,
+    LOGIN_ATTEMPTS_PER_CLIENT,
+    LOGIN_WINDOW_S,
+    client_key,
+)
+from study.models import RevokedAdminSession
+from study.protocol import FIXATION_MS, Protocol, consent_html
 from study.schemas import (
     PARTICIPANT_TOKEN_HEADER,
     EnrolmentOut,
@@ -65,6 +74,9 @@ ADMIN_SESSION_S = 12 * 3600
 DEFAULT_DASHBOARD_REFRESH_MS = 10_000
 # One thread per pooled connection, so a database operation never waits for a connection.
 DATABASE_THREADS = POOL_SIZE + POOL_OVERFLOW
+# Looking up a participant's picture names has threads and connections of its own, so pictures never
+# wait behind votes queued for a write lock.
+PICTURE_THREADS = 4
 STORAGE_LOG_INTERVAL_S = 10.0
 SECURITY_HEADERS = [
     (b"content-security-policy", b"default-src 'self'; base-uri 'self'; form-action 'self'; frame-ancestors 'none'"),
@@ -125,6 +137,12 @@ class StudyServer:
     pages: dict[str, str] = field(default_factory=dict)
     pages_refresh: asyncio.Future | None = None
     storage_errors: StorageErrorLog = field(default_factory=StorageErrorLog)
+    # Enrolments one client address may make per ENROLMENT_WINDOW_S (0: no limit).
+    enrolments_per_client: int = 0
+    pictures: Database | None = None
+    picture_threads: ThreadPoolExecutor = field(
+        default_factory=lambda: ThreadPoolExecutor(PICTURE_THREADS, thread_name_prefix="study-pictures")
+    )
 
     def load_pages(self, protocols: dict[str, Protocol]) -> None:
         self.pages = {
@@ -136,6 +154,8 @@ class StudyServer:
             "study": name,
             "exposureMs": self.exposure_ms or protocol.exposure_ms,
             "patienceMs": self.patience_ms,
+            "fixationMs": FIXATION_MS,
+            "breakEvery": protocol.break_every,
         }
         return page_html(
             "index.html",
@@ -173,23 +193,50 @@ class StudyServer:
         return notice_page("Which study?", "Several studies run here, and this link does not say which one you "
                            "were invited to. Please use the exact link you were given (it ends in ?study=...)."), 400
 
-    async def run(self, operation: Callable[..., T], *args) -> T:
+    async def run(self, operation: Callable[..., T], *args, database: Database | None = None,
+                  threads: ThreadPoolExecutor | None = None) -> T:
         """Run a blocking database operation on a database thread (one hop per request), in its own session."""
 
         def in_session() -> T:
-            with self.database.session() as session:
+            with (database or self.database).session() as session:
                 return operation(session, *args)
 
-        return await asyncio.get_running_loop().run_in_executor(self.database_threads, in_session)
+        return await asyncio.get_running_loop().run_in_executor(threads or self.database_threads, in_session)
 
     async def stimulus_path(self, file_name: str) -> Path | None:
-        """The file behind a stimulus URL; only names of recorded stimuli are served. Known names need
-        no database, new ones (a study prepared after start-up) are looked up once."""
+        """The file behind a picture URL: a participant's own name for one side of one of their trials
+        (looked up on the picture threads), or, for assignments from before those names, the
+        stimulus's file name (known names need no database; new ones are looked up once)."""
         if not STIMULUS_NAME.fullmatch(file_name):
             return None
-        if file_name not in self.stimuli:
+        if file_name in self.stimuli:
+            return self.stimuli[file_name]
+        path = await self.run(service.assigned_picture, file_name, self.media_dir,
+                              database=self.pictures, threads=self.picture_threads)
+        if path is None:
             self.stimuli = await self.run(service.stimulus_files, self.media_dir)
-        return self.stimuli.get(file_name)
+            path = self.stimuli.get(file_name)
+        return path
+
+    async def count_request(self, request: Request | None, action: str, limit: int, window_s: int, what: str) -> None:
+        """Count a request of `action` by the client of `request`, or with None by everyone together
+        (429 past `limit` per window)."""
+        await self.run(service.count_request, rate_key(request, action), limit, window_s, what)
+
+    async def count_login(self, request: Request) -> None:
+        """Count a login attempt (the form's, or a wrong bearer token) per client and overall."""
+        await self.count_request(request, "login", LOGIN_ATTEMPTS_PER_CLIENT, LOGIN_WINDOW_S, "login attempts")
+        await self.count_request(None, "login", LOGIN_ATTEMPTS_OVERALL, LOGIN_WINDOW_S, "login attempts")
+
+    async def logins_blocked(self, request: Request) -> bool:
+        """Whether the client, or everyone, is past the login attempts of this window."""
+        return (await self.run(service.over_limit, rate_key(request, "login"), LOGIN_ATTEMPTS_PER_CLIENT, LOGIN_WINDOW_S)
+                or await self.run(service.over_limit, "login", LOGIN_ATTEMPTS_OVERALL, LOGIN_WINDOW_S))
+
+
+def rate_key(request: Request | None, action: str) -> str:
+    """The counter of `action` for the client of `request`, or with None for everyone together."""
+    return action if request is None else f"{action}:{client_key(request.client.host if request.client else None)}"
 
 
 class SecurityHeaders:
@@ -256,18 +303,24 @@ async def stimulus_file(file_name: str, server: Server) -> Response:
     "/api/participants",
     response_model=EnrolmentOut,
     status_code=201,
-    responses={200: {"model": EnrolmentOut, "description": "Resumed"}, **error_responses(400, 403, 404, 409, 422)},
+    responses={200: {"model": EnrolmentOut, "description": "Resumed"}, **error_responses(400, 403, 404, 409, 422, 429)},
 )
 async def create_participant(
     request: ParticipantRequest,
     response: Response,
     server: Server,
+    http_request: Request,
     token: ParticipantToken = None,
     user_agent: Annotated[str | None, Header()] = None,
 ) -> EnrolmentOut:
     """Enrol a participant (201). An external_id that is already enrolled is resumed (200) only with
-    its token in X-Participant-Token, or with the same client_enrolment_id; otherwise 409, also (with
-    reason study_full) when the study has its maximum of participants."""
+    its token in X-Participant-Token, or with the same client_enrolment_id (which also returns an
+    anonymous participant again); otherwise 409, also (with reason study_full) when the study has
+    its maximum of participants. 403 (reason wrong_study) for another study's STUDY_ID; 429 past the
+    enrolments one client may make."""
+    if server.enrolments_per_client:
+        await server.count_request(http_request, "enrol", server.enrolments_per_client, ENROLMENT_WINDOW_S,
+                                   "enrolments")
     state, created = await server.run(service.enrol, request, token, user_agent)
     response.status_code = 201 if created else 200
     return state
@@ -288,30 +341,68 @@ async def post_vote(vote: VoteRequest, server: Server, token: ParticipantToken =
     return await server.run(service.record_vote, vote, token)
 
 
-def admin_session(token: str, expires: int) -> str:
-    """The dashboard's session cookie: its expiry and a MAC of it under the admin token, so any server
-    process can check it without shared state, and changing the token ends every session."""
-    mac = hmac.new(token.encode(), f"admin-session:{expires}".encode(), hashlib.sha256).hexdigest()
-    return f"{expires}.{mac}"
+def admin_session(token: str, expires: int, nonce: str) -> str:
+    """The dashboard's session cookie: its expiry, a random nonce and a MAC of both under the admin
+    token, so any server process can check it, changing the token ends every session, and logging out
+    (which records the nonce as revoked) ends this one."""
+    mac = hmac.new(token.encode(), f"admin-session:{expires}:{nonce}".encode(), hashlib.sha256).hexdigest()
+    return f"{expires}.{nonce}.{mac}"
 
 
-def is_admin(server: StudyServer, credentials: HTTPAuthorizationCredentials | None, cookie: str | None) -> bool:
+def session_nonce(server: StudyServer, cookie: str | None) -> tuple[str, int] | None:
+    """The (nonce, expiry) of a well-formed, unexpired cookie made under this server's token."""
+    token = server.admin_token
+    expires, _, rest = (cookie or "").partition(".")
+    nonce = rest.partition(".")[0]
+    if not token or not expires.isdigit() or int(expires) < time.time() or not re.fullmatch(r"[0-9a-f]{32}", nonce):
+        return None
+    if not secrets.compare_digest(cookie.encode(), admin_session(token, int(expires), nonce).encode()):
+        return None
+    return nonce, int(expires)
+
+
+def is_revoked(session, nonce: str) -> bool:
+    return session.get(RevokedAdminSession, service.secret_hash(nonce)) is not None
+
+
+def revoke(session, nonce: str, expires: int) -> None:
+    with write_guard(session):
+        session.merge(RevokedAdminSession(nonce_hash=service.secret_hash(nonce), expires_at=expires))
+        session.commit()
+
+
+async def is_admin(
+    server: StudyServer, request: Request, credentials: HTTPAuthorizationCredentials | None, cookie: str | None
+) -> bool:
+    """Whether the request carries the admin token (a bearer header) or a live dashboard session.
+    A bearer token is a login too: wrong ones count as login attempts, and past the limit even the
+    right one is refused (429), so that guessing gets no answer at all."""
     token = server.admin_token
     if not token:
         return False
     if credentials is not None:
-        return secrets.compare_digest(credentials.credentials.encode(), token.encode())
-    expires = (cookie or "").partition(".")[0]
-    if not expires.isdigit() or int(expires) < time.time():
+        if await server.logins_blocked(request):
+            raise TOO_MANY_LOGINS
+        if secrets.compare_digest(credentials.credentials.encode(), token.encode()):
+            return True
+        try:
+            await server.count_login(request)
+        except service.TooManyRequests:
+            raise TOO_MANY_LOGINS from None
         return False
-    return secrets.compare_digest(cookie.encode(), admin_session(token, int(expires)).encode())
+    valid = session_nonce(server, cookie)
+    return valid is not None and not await server.run(is_revoked, valid[0])
 
 
 AdminCookie = Annotated[str | None, Cookie(alias=ADMIN_COOKIE)]
 
 
-def require_admin(server: Server, credentials: BearerToken, cookie: AdminCookie = None) -> None:
-    if not is_admin(server, credentials, cookie):
+TOO_MANY_LOGINS = StarletteHTTPException(429, "too many login attempts: please try again later",
+                                          headers={"Retry-After": str(LOGIN_WINDOW_S)})
+
+
+async def require_admin(request: Request, server: Server, credentials: BearerToken, cookie: AdminCookie = None) -> None:
+    if not await is_admin(server, request, credentials, cookie):
         raise StarletteHTTPException(401, "admin token required", headers={"WWW-Authenticate": "Bearer"})
 
 
@@ -354,9 +445,9 @@ async def export_stimuli(server: Server, study: Name | None = None) -> Response:
 
 
 @router.get("/admin", response_class=HTMLResponse, include_in_schema=False)
-async def dashboard(server: Server, credentials: BearerToken, cookie: AdminCookie = None) -> HTMLResponse:
+async def dashboard(request: Request, server: Server, credentials: BearerToken, cookie: AdminCookie = None) -> HTMLResponse:
     """The dashboard, or the login form (a browser cannot send a bearer header)."""
-    if not is_admin(server, credentials, cookie):
+    if not await is_admin(server, request, credentials, cookie):
         return login_page("")
     panel = panel_html(await server.run(overview))
     refresh_s = f"{server.dashboard_refresh_ms / 1000:g}"
@@ -398,21 +489,32 @@ async def login(request: Request, server: Server) -> Response:
     except ValueError:  # more fields than the form has
         return login_page("Malformed login form.", 400)
     given = (fields.get("token") or [""])[0].strip()
+    try:
+        # Every attempt counts, from this client and from everyone: guessing the token takes forever.
+        await server.count_login(request)
+    except service.TooManyRequests as error:
+        page = login_page("Too many login attempts: please wait and try again.", 429)
+        page.headers["Retry-After"] = str(error.retry_after_s)
+        return page
     if not server.admin_token or not secrets.compare_digest(given.encode(), server.admin_token.encode()):
         return login_page("Wrong admin token.", 401)
     response = RedirectResponse("/admin", status_code=303)
     expires = int(time.time()) + ADMIN_SESSION_S
     response.set_cookie(
-        ADMIN_COOKIE, admin_session(server.admin_token, expires), max_age=ADMIN_SESSION_S, path="/admin",
+        ADMIN_COOKIE, admin_session(server.admin_token, expires, secrets.token_hex(16)), max_age=ADMIN_SESSION_S,
+        path="/admin",
         httponly=True, samesite="strict", secure=request.url.scheme == "https",
     )
     return response
 
 
 @router.post("/admin/logout", include_in_schema=False)
-async def logout(request: Request) -> Response:
+async def logout(request: Request, server: Server, cookie: AdminCookie = None) -> Response:
+    """Ends the session: the cookie is deleted, and refused from then on even if a copy of it is kept."""
     if from_another_site(request):
         return login_page(CROSS_SITE_FORM, 403)
+    if (valid := session_nonce(server, cookie)) is not None:
+        await server.run(revoke, *valid)
     response = RedirectResponse("/admin", status_code=303)
     response.delete_cookie(ADMIN_COOKIE, path="/admin", httponly=True, samesite="strict")
     return response
@@ -424,7 +526,9 @@ async def http_error(_request: Request, error: StarletteHTTPException) -> JSONRe
 
 async def service_error(_request: Request, error: service.ServiceError) -> JSONResponse:
     reason = getattr(error, "reason", None)
-    return JSONResponse({"error": error.message, **({"reason": reason} if reason else {})}, status_code=error.status)
+    retry_after = getattr(error, "retry_after_s", None)
+    return JSONResponse({"error": error.message, **({"reason": reason} if reason else {})}, status_code=error.status,
+                        headers={"Retry-After": str(retry_after)} if retry_after else None)
 
 
 async def validation_error(_request: Request, error: RequestValidationError) -> JSONResponse:
@@ -461,12 +565,17 @@ def create_app(
     exposure_ms: int | None = None,
     patience_ms: int = DEFAULT_PATIENCE_MS,
     dashboard_refresh_ms: int = DEFAULT_DASHBOARD_REFRESH_MS,
+    enrolments_per_client: int = 0,
 ) -> FastAPI:
     """The app for the studies in `db_url`. Stimuli are read from `media_dir` if given, else from each
     study's recorded media dir. Without `admin_token` the admin pages and downloads are refused to
-    everyone. `exposure_ms` overrides every study's exposure."""
+    everyone. `exposure_ms` overrides every study's exposure. `enrolments_per_client` > 0 limits the
+    enrolments one client address makes per ENROLMENT_WINDOW_S (`study serve` does by default)."""
     check_admin_token(admin_token)
-    server = StudyServer(open_database(db_url), media_dir, admin_token, exposure_ms, patience_ms, dashboard_refresh_ms)
+    server = StudyServer(open_database(db_url), media_dir, admin_token, exposure_ms, patience_ms, dashboard_refresh_ms,
+                         enrolments_per_client=enrolments_per_client)
+    engine = make_engine(db_url, pool_size=PICTURE_THREADS, max_overflow=0)
+    server.pictures = Database(engine, sessionmaker(engine, expire_on_commit=False))
     with server.database.session() as session:
         server.stimuli = service.stimulus_files(session, media_dir)
         server.load_pages(service.study_protocols(session))
@@ -475,7 +584,9 @@ def create_app(
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         yield
         server.database_threads.shutdown(wait=False)
+        server.picture_threads.shutdown(wait=False)
         server.database.dispose()
+        server.pictures.dispose()
 
     # No /docs or /redoc: their pages load scripts from a CDN, and the study serves nothing third-party.
     app = StudyApp(

@@ -9,7 +9,19 @@ from pathlib import Path
 
 from colorizer.defaults import DEFAULT_TEMPERATURE
 from study import DEFAULT_DB_URL
-from study.protocol import DEFAULT_EXPOSURE_MS, DEFAULT_QUESTION
+from study.limits import (
+    DEFAULT_CONNECTIONS_PER_CLIENT,
+    DEFAULT_ENROLMENTS_PER_CLIENT,
+    DEFAULT_HEAD_TIMEOUT_S,
+    ENROLMENT_WINDOW_S,
+)
+from study.protocol import (
+    DEFAULT_BREAK_EVERY,
+    DEFAULT_EXPOSURE_MS,
+    DEFAULT_MAX_INVALID_SHARE,
+    DEFAULT_MIN_RESPONSE_MS,
+    DEFAULT_QUESTION,
+)
 
 
 def add_db_argument(parser: argparse.ArgumentParser | argparse._MutuallyExclusiveGroup) -> None:
@@ -38,7 +50,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     prepare.add_argument("--seed", type=int, default=0, help="sampling seed (default 0)")
     add_db_argument(prepare)
     prepare.add_argument("--media", required=True, metavar="DIR", help="folder for the stimulus images")
-    prepare.add_argument("--catch", type=int, default=2, help="attention-check pairs (default 2)")
+    prepare.add_argument("--catch", type=int, default=2,
+                         help="attention-check trials per participant, drawn for each from the photos (default 2)")
     prepare.add_argument("--practice", type=int, default=0,
                          help="practice trials shown first, left out of the analysis (default 0)")
     prepare.add_argument("--temperature", type=float, default=DEFAULT_TEMPERATURE,
@@ -55,6 +68,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                           "(Prolific: https://app.prolific.com/submissions/complete?cc={code})")
     protocol.add_argument("--max-participants", type=int, metavar="N",
                           help="enrol at most N participants; later ones are told the study is full")
+    protocol.add_argument("--min-response-ms", type=int, default=DEFAULT_MIN_RESPONSE_MS,
+                          help="votes faster than this by the page's or the server's clock are invalid "
+                          f"(default {DEFAULT_MIN_RESPONSE_MS}; 0: none)")
+    protocol.add_argument("--max-invalid-share", type=float, default=DEFAULT_MAX_INVALID_SHARE,
+                          help="withhold the completion code from a participant with more than this share of "
+                          f"invalid votes (default {DEFAULT_MAX_INVALID_SHARE}; 1: never)")
+    protocol.add_argument("--prolific-study-id", metavar="STUDY_ID",
+                          help="Prolific's STUDY_ID: links with it (and a PROLIFIC_PID and SESSION_ID) get the "
+                          "reserved places, links with another are refused")
+    protocol.add_argument("--anonymous-places", type=int, metavar="N",
+                          help="places that enrolments without the platform's ids may take (default: all of "
+                          "them, or none with --prolific-study-id)")
+    protocol.add_argument("--break-every", type=int, default=DEFAULT_BREAK_EVERY, metavar="N",
+                          help=f"a break screen after every N counted trials (default {DEFAULT_BREAK_EVERY}; 0: none)")
     prepare.set_defaults(func=run_prepare)
 
     serve = commands.add_parser("serve", help="serve the participant page and the JSON API")
@@ -70,6 +97,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "else a random one is printed)",
     )
     tokens.add_argument("--admin-token", help="the token itself (visible to other users in `ps`: prefer the file)")
+    limits = serve.add_argument_group("limits")
+    limits.add_argument("--workers", type=int, default=1,
+                        help="server processes (default 1; several are for PostgreSQL: SQLite has one writer)")
+    limits.add_argument("--enrolments-per-client", type=int, default=DEFAULT_ENROLMENTS_PER_CLIENT, metavar="N",
+                        help=f"enrolments one client address may make per {ENROLMENT_WINDOW_S // 60} minutes "
+                        f"(default {DEFAULT_ENROLMENTS_PER_CLIENT}; 0: no limit)")
+    limits.add_argument("--connections-per-client", type=int, default=DEFAULT_CONNECTIONS_PER_CLIENT, metavar="N",
+                        help=f"open connections one client address may hold per process (default "
+                        f"{DEFAULT_CONNECTIONS_PER_CLIENT}; the proxies of --forwarded-allow-ips are not limited)")
+    limits.add_argument("--head-timeout-s", type=float, default=DEFAULT_HEAD_TIMEOUT_S, metavar="S",
+                        help=f"close a connection whose request head is not complete after S seconds "
+                        f"(default {DEFAULT_HEAD_TIMEOUT_S:g})")
+    limits.add_argument("--forwarded-allow-ips", default="127.0.0.1", metavar="IPS",
+                        help="reverse proxies whose X-Forwarded-For names the client (default 127.0.0.1)")
     serve.set_defaults(func=run_serve)
 
     export = commands.add_parser("export", help="write every vote (or, with --stimuli, every stimulus file) to CSV")
@@ -126,6 +167,11 @@ def run_prepare(args: argparse.Namespace) -> int:
         consent_markdown=read_consent(args.consent) if args.consent else None,
         completion_url=args.completion_url,
         max_participants=args.max_participants,
+        min_response_ms=args.min_response_ms,
+        max_invalid_share=args.max_invalid_share,
+        prolific_study_id=args.prolific_study_id,
+        anonymous_places=args.anonymous_places,
+        break_every=args.break_every,
     ).check()
     colorizers = {}
     for name in args.models:
@@ -136,14 +182,16 @@ def run_prepare(args: argparse.Namespace) -> int:
         truth=args.truth, imports=imports, practice=args.practice, protocol=protocol,
     )
     conditions = [*args.models, *(["truth"] if args.truth else []), *imports]
-    print(f"study {args.name!r} prepared: {', '.join(conditions)} on {args.n} photos + {args.catch} catch pairs"
+    print(f"study {args.name!r} prepared: {', '.join(conditions)} on {args.n + args.catch} photos, "
+          f"{args.catch} of them catch trials for each participant"
           f"{f' + {args.practice} practice trials' if args.practice else ''}, stimuli in {args.media}")
     return 0
 
 
-# Connection limits of `study serve`. Past MAX_CONNECTIONS open connections and requests, new
-# requests get an immediate 503 instead of exhausting file descriptors (which resets everyone's
-# connections); idle keep-alive connections close after KEEP_ALIVE_S.
+# Connection limits of `study serve` (per process; those per client are in study/limits.py). Past
+# MAX_CONNECTIONS open connections and requests, new requests get an immediate 503 instead of
+# exhausting file descriptors (which resets everyone's connections); idle keep-alive connections
+# close after KEEP_ALIVE_S.
 MAX_CONNECTIONS = 2000
 KEEP_ALIVE_S = 5
 LISTEN_BACKLOG = 2048
@@ -191,16 +239,21 @@ def run_serve(args: argparse.Namespace) -> int:
 
     import uvicorn
 
-    from study.app import create_app
+    from colorizer.errors import UserError
+    from study.server import SETTINGS_VARIABLE, GuardedHttpProtocol, ServeSettings, app_for, settings_environment
 
+    if args.workers < 1:
+        raise UserError("--workers must be at least 1")
+    if args.connections_per_client < 1 or args.head_timeout_s <= 0 or args.enrolments_per_client < 0:
+        raise UserError("--connections-per-client must be at least 1, --head-timeout-s above 0, "
+                        "--enrolments-per-client at least 0")
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    app = create_app(args.db, args.media, admin_token(args))
-    raise_open_file_limit()
-    print(f"study page: http://{args.host}:{args.port}/?study=NAME (add &PROLIFIC_PID=... or &pid=...), "
-          f"dashboard: http://{args.host}:{args.port}/admin", file=sys.stderr)
-    # One process: SQLite has one writer anyway, and votes are short transactions.
-    uvicorn.run(
-        app,
+    settings = ServeSettings(
+        db=args.db, media=args.media, admin_token=admin_token(args), enrolments_per_client=args.enrolments_per_client,
+        connections_per_client=args.connections_per_client, head_timeout_s=args.head_timeout_s,
+        trusted_proxies=[ip.strip() for ip in args.forwarded_allow_ips.split(",")],
+    )
+    options = dict(
         host=args.host,
         port=args.port,
         access_log=False,
@@ -209,7 +262,19 @@ def run_serve(args: argparse.Namespace) -> int:
         timeout_keep_alive=KEEP_ALIVE_S,
         backlog=LISTEN_BACKLOG,
         server_header=False,  # no `server: uvicorn` on every response: it tells an attacker what to try
+        http=GuardedHttpProtocol,
+        forwarded_allow_ips=args.forwarded_allow_ips,
     )
+    # Checked (and any new tables and columns added) once, before the workers start.
+    app = app_for(settings)
+    raise_open_file_limit()
+    print(f"study page: http://{args.host}:{args.port}/?study=NAME (add &PROLIFIC_PID=... or &pid=...), "
+          f"dashboard: http://{args.host}:{args.port}/admin", file=sys.stderr)
+    if args.workers == 1:
+        uvicorn.run(app, **options)
+    else:
+        os.environ[SETTINGS_VARIABLE] = settings_environment(settings)
+        uvicorn.run("study.server:app_from_environment", factory=True, workers=args.workers, **options)
     return 0
 
 

@@ -1,9 +1,11 @@
 """The researcher's dashboard: per study, who enrolled, completed or dropped out, how long they took,
-catch trials and too-fast votes, votes per photo and condition (with a figure), and the downloads.
+catch trials and invalid (too fast) votes, votes per photo and condition (a figure with each photo's
+thumbnail), and the downloads.
 Plain functions on a session (the app runs them on its database threads) and HTML rendering."""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import html
 import statistics
@@ -14,15 +16,14 @@ from urllib.parse import quote
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from study.export import session_vote_rows, studies_to_export
-from study.models import Assignment, Participant, Study, as_utc, utcnow
+from study.export import session_stimuli, session_vote_rows, studies_to_export
+from study.models import TRUTH, Assignment, Participant, Study, as_utc, utcnow
+from study.service import DROPPED_AFTER
 
-# A participant who has not finished and has not voted for this long has dropped out.
-DROPPED_AFTER = dt.timedelta(minutes=30)
 PARTICIPANT_COLUMNS = [
     "participant_id", "external_id", "prolific_study_id", "prolific_session_id", "study", "started_at",
     "last_vote_at", "completed", "dropped_out", "trials", "answered", "catch_passed", "focus_losses", "too_fast_votes",
-    "user_agent", "viewport_width", "viewport_height",
+    "invalid_votes", "user_agent", "viewport_width", "viewport_height", "recruited",
 ]
 
 
@@ -59,6 +60,8 @@ def participant_rows(session: Session, study: str | None = None, now: dt.datetim
             "catch_passed": all(catch) if catch else None,
             "focus_losses": sum(bool(vote["lost_focus"]) for vote in votes),
             "too_fast_votes": sum(vote["too_fast"] for vote in votes),
+            "invalid_votes": sum(vote["invalid"] for vote in votes),
+            "recruited": bool(participant.recruited),
             "user_agent": participant.user_agent,
             "viewport_width": participant.viewport_width,
             "viewport_height": participant.viewport_height,
@@ -82,6 +85,10 @@ class StudyOverview:
     too_fast: int
     # (image id, condition): [votes in which it was shown, votes in which it was chosen]
     per_image: dict[tuple[int, str], list[int]]
+    # Votes too fast or with a claimed time the server contradicts: `analyze votes` leaves them out.
+    invalid: int = 0
+    # Image id: the URL of its thumbnail (the original photo where it is a condition).
+    thumbnails: dict[int, str] = dataclasses.field(default_factory=dict)
 
 
 def overview(session: Session) -> list[StudyOverview]:
@@ -101,6 +108,10 @@ def overview(session: Session) -> list[StudyOverview]:
                 counts[0] += 1
                 counts[1] += vote["chosen_model"] == vote[side]
         durations = [person["duration_s"] for person in people if person["duration_s"] is not None]
+        thumbnails: dict[int, str] = {}
+        for row in session_stimuli(session, study.name):  # the original photo wins over the first condition
+            if row["model"] == TRUTH or (row["model"] == study.condition_names[0] and row["image_id"] not in thumbnails):
+                thumbnails[row["image_id"]] = f"/media/{row['file_name']}"
         result.append(StudyOverview(
             name=study.name,
             conditions=study.condition_names,
@@ -113,6 +124,8 @@ def overview(session: Session) -> list[StudyOverview]:
             votes=len(votes),
             too_fast=sum(vote["too_fast"] for vote in votes),
             per_image=dict(per_image),
+            invalid=sum(vote["invalid"] for vote in votes),
+            thumbnails=thumbnails,
         ))
     return result
 
@@ -120,35 +133,43 @@ def overview(session: Session) -> list[StudyOverview]:
 COLOURS = ("#2457c5", "#e07b00", "#2a9d3a", "#c0392b", "#8e44ad", "#6d4c41", "#d81b60", "#00838f")
 
 
+THUMB_W, THUMB_H, BAR_H = 96, 72, 14
+
+
 def votes_figure(study: StudyOverview) -> str:
-    """An SVG bar chart: per photo, one bar per condition, its height the votes in which it was shown,
-    the dark part the votes in which it was chosen."""
+    """An SVG chart, one row per photo: its thumbnail, then one bar per condition, its length the
+    votes in which the condition was shown (pale) and chosen (dark), with the counts written out."""
     images = sorted({image for image, _ in study.per_image})
     if not images:
         return "<p>No votes yet.</p>"
     most = max(shown for shown, _ in study.per_image.values())
-    bar, gap, height = 8, 10, 120
-    width = len(images) * (len(study.conditions) * bar + gap) + 40
-    parts = [f'<svg class="figure" role="img" viewBox="0 0 {width} {height + 30}" width="{width}" '
-             f'height="{height + 30}" xmlns="http://www.w3.org/2000/svg"><title>votes per photo and condition</title>']
+    label_w, bars_w, gap = 110, 420, 10
+    row_h = max(THUMB_H, len(study.conditions) * (BAR_H + 2)) + gap
+    width, height = THUMB_W + label_w + bars_w + 90, len(images) * row_h + 20
+    parts = [f'<svg class="figure" role="img" viewBox="0 0 {width} {height}" width="{width}" height="{height}" '
+             'xmlns="http://www.w3.org/2000/svg"><title>votes per photo and condition</title>']
     for number, image in enumerate(images):
-        x0 = 30 + number * (len(study.conditions) * bar + gap)
+        y0 = 10 + number * row_h
+        if image in study.thumbnails:
+            parts.append(f'<image href="{html.escape(study.thumbnails[image])}" x="0" y="{y0}" width="{THUMB_W}" '
+                         f'height="{THUMB_H}" preserveAspectRatio="xMidYMid meet"/>')
+        parts.append(f'<text x="{THUMB_W + 6}" y="{y0 + 12}" font-size="12">photo {image}</text>')
         for offset, condition in enumerate(study.conditions):
             shown, chosen = study.per_image.get((image, condition), (0, 0))
-            x = x0 + offset * bar
+            y = y0 + offset * (BAR_H + 2)
+            x = THUMB_W + label_w
             colour = COLOURS[offset % len(COLOURS)]
-            shown_h, chosen_h = height * shown / most, height * chosen / most
-            parts.append(f'<rect x="{x}" y="{height - shown_h:.1f}" width="{bar - 1}" height="{shown_h:.1f}" '
-                         f'fill="{colour}" fill-opacity="0.35"><title>{html.escape(condition)} on photo {image}: '
-                         f'shown {shown}, chosen {chosen}</title></rect>')
-            parts.append(f'<rect x="{x}" y="{height - chosen_h:.1f}" width="{bar - 1}" height="{chosen_h:.1f}" '
-                         f'fill="{colour}"/>')
-        parts.append(f'<text x="{x0}" y="{height + 14}" font-size="9">{image}</text>')
-    parts.append(f'<text x="0" y="10" font-size="9">{most}</text><text x="0" y="{height}" font-size="9">0</text>')
+            shown_w, chosen_w = bars_w * shown / most, bars_w * chosen / most
+            name = html.escape(condition)
+            parts.append(f'<text x="{x - 4}" y="{y + BAR_H - 3}" font-size="11" text-anchor="end">{name}</text>')
+            parts.append(f'<rect x="{x}" y="{y}" width="{shown_w:.1f}" height="{BAR_H}" fill="{colour}" '
+                         f'fill-opacity="0.3"><title>{name} on photo {image}: shown {shown}, chosen {chosen}</title></rect>')
+            parts.append(f'<rect x="{x}" y="{y}" width="{chosen_w:.1f}" height="{BAR_H}" fill="{colour}"/>')
+            parts.append(f'<text x="{x + shown_w + 4:.1f}" y="{y + BAR_H - 3}" font-size="11">{chosen} / {shown}</text>')
     parts.append("</svg>")
     legend = " ".join(f'<svg width="10" height="10"><rect width="10" height="10" fill="{COLOURS[i % len(COLOURS)]}"/>'
                       f"</svg> {html.escape(c)}" for i, c in enumerate(study.conditions))
-    return "".join(parts) + f"<p>{legend} (pale: shown, dark: chosen)</p>"
+    return "".join(parts) + f"<p>{legend} (bar: votes in which it was shown; dark part: chosen)</p>"
 
 
 def _percent(share: float | None) -> str:
@@ -186,6 +207,8 @@ def panel_html(studies: list[StudyOverview]) -> str:
 <tr><th>median duration (completed)</th><td class="duration">{_minutes(study.median_duration_s)}</td></tr>
 <tr><th>catch pass rate</th><td class="catch">{_percent(study.catch_pass_rate)} of {study.catch_votes}</td></tr>
 <tr><th>votes flagged too fast</th><td class="too-fast">{study.too_fast} of {study.votes}</td></tr>
+<tr><th>invalid votes (too fast, or a response time the server contradicts; left out by
+<code>analyze votes</code>)</th><td class="invalid">{study.invalid} of {study.votes}</td></tr>
 </table>
 <p class="downloads"><a href="/admin/export.csv{query}">votes CSV</a> ·
 <a href="/admin/participants.csv{query}">participants CSV</a> ·

@@ -42,7 +42,7 @@ def _tune_sqlite(dbapi_connection, _record) -> None:
     cursor.close()
 
 
-def make_engine(url: str = DEFAULT_DB_URL) -> Engine:
+def make_engine(url: str = DEFAULT_DB_URL, pool_size: int = POOL_SIZE, max_overflow: int = POOL_OVERFLOW) -> Engine:
     """An engine for `url`, with SQLite's pragmas applied to every new connection."""
     try:
         parsed = make_url(url)
@@ -50,12 +50,12 @@ def make_engine(url: str = DEFAULT_DB_URL) -> Engine:
             engine = create_engine(
                 parsed,
                 connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000},
-                pool_size=POOL_SIZE,
-                max_overflow=POOL_OVERFLOW,
+                pool_size=pool_size,
+                max_overflow=max_overflow,
             )
             event.listen(engine, "connect", _tune_sqlite)
         else:
-            engine = create_engine(parsed, pool_pre_ping=True, pool_size=POOL_SIZE, max_overflow=POOL_OVERFLOW)
+            engine = create_engine(parsed, pool_pre_ping=True, pool_size=pool_size, max_overflow=max_overflow)
     except (ArgumentError, NoSuchModuleError, ValueError) as error:
         raise UserError(f"bad database URL {url!r}: {error}") from None
     return engine
@@ -101,6 +101,14 @@ def add_missing_columns(engine: Engine) -> None:
                     connection.exec_driver_sql(f"ALTER TABLE {quote(table.name)} ADD COLUMN {spec}")
 
 
+def add_missing_indexes(engine: Engine) -> None:
+    """Create the indexes that later versions declared on tables an earlier one made (`create_all`
+    only makes those of new tables). Their columns are new too, so existing rows (NULL) cannot collide."""
+    for table in Base.metadata.sorted_tables:
+        for index in table.indexes:
+            index.create(engine, checkfirst=True)
+
+
 def open_database(url: str = DEFAULT_DB_URL, must_exist: bool = False) -> Database:
     """Connect, create any missing tables and columns, and return the open database.
 
@@ -116,6 +124,7 @@ def open_database(url: str = DEFAULT_DB_URL, must_exist: bool = False) -> Databa
     try:
         add_missing_columns(engine)
         Base.metadata.create_all(engine)
+        add_missing_indexes(engine)
     except OperationalError as error:
         engine.dispose()
         reason = str(error.orig).strip().splitlines()[0] if error.orig else str(error)

@@ -13,6 +13,7 @@ from colorizer.atomic import atomic_path
 from colorizer.errors import UserError
 from study.db import database_session
 from study.models import CATCH_MODEL, Assignment, Image, Participant, Stimulus, Study, Trial, Vote, as_utc
+from study.protocol import vote_timing
 from study.service import find_study
 
 VOTE_COLUMNS = [
@@ -34,19 +35,14 @@ VOTE_COLUMNS = [
     "exposure_ms",
     "lost_focus",
     "is_practice",
+    "time_mismatch",
+    "invalid",
+    "participant_trial_id",
 ]
 STIMULUS_COLUMNS = ["file_name", "image_id", "model", "study"]
 
-# A vote faster than this, by the page's or by the server's clock, is flagged `too_fast`: nobody
-# looks at two pictures and chooses in less (a bot, or a key pressed before the pictures showed).
-TOO_FAST_MS = 300
-
 # OWASP's CSV-injection rule: a cell starting with one of these is a formula to a spreadsheet.
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
-
-
-def too_fast(rt_ms: int, server_ms: int | None) -> bool:
-    return rt_ms < TOO_FAST_MS or (server_ms is not None and server_ms < TOO_FAST_MS)
 
 
 def spreadsheet_safe(value: object) -> object:
@@ -67,7 +63,8 @@ def studies_to_export(session: Session, name: str | None) -> list[int]:
 def session_vote_rows(session: Session, study: str | None = None) -> list[dict]:
     left, right = aliased(Stimulus), aliased(Stimulus)
     query = (
-        select(Vote, Participant.external_id, Trial, left.model, right.model, Study.name)
+        select(Vote, Participant.external_id, Trial, left.model, right.model, Study.name, Study.min_response_ms,
+           Assignment.public_id)
         .join(Assignment, (Assignment.participant_id == Vote.participant_id) & (Assignment.trial_id == Vote.trial_id))
         .join(Participant, Participant.id == Vote.participant_id)
         .join(Trial, Trial.id == Vote.trial_id)
@@ -78,8 +75,9 @@ def session_vote_rows(session: Session, study: str | None = None) -> list[dict]:
         .order_by(Vote.id)
     )
     rows = []
-    for vote, external_id, trial, left_model, right_model, study_name in session.execute(query):
+    for vote, external_id, trial, left_model, right_model, study_name, min_response_ms, shown_id in session.execute(query):
         chosen_model = left_model if vote.choice == "left" else right_model
+        timing = vote_timing(vote.rt_ms, vote.server_ms, min_response_ms)
         rows.append(
             {
                 "participant_id": vote.participant_id,
@@ -96,10 +94,14 @@ def session_vote_rows(session: Session, study: str | None = None) -> list[dict]:
                 "study": study_name,
                 "created_at": as_utc(vote.created_at).isoformat(),
                 "server_ms": vote.server_ms,
-                "too_fast": too_fast(vote.rt_ms, vote.server_ms),
+                "too_fast": timing.too_fast,
                 "exposure_ms": vote.exposure_ms,
                 "lost_focus": vote.lost_focus,
                 "is_practice": bool(trial.is_practice),
+                "time_mismatch": timing.time_mismatch,
+                "invalid": timing.invalid,
+                # The trial id this participant was sent (each participant's are their own).
+                "participant_trial_id": shown_id or vote.trial_id,
             }
         )
     return rows

@@ -22,8 +22,10 @@ from sqlalchemy import (
     Boolean,
     CheckConstraint,
     DateTime,
+    Float,
     ForeignKey,
     ForeignKeyConstraint,
+    Index,
     Integer,
     String,
     Text,
@@ -78,6 +80,17 @@ class Study(Base):
     consent_markdown: Mapped[str | None] = mapped_column(Text)
     completion_url: Mapped[str | None] = mapped_column(String(2000))
     max_participants: Mapped[int | None] = mapped_column(Integer)
+    # Added in issue 28 (NULL in older studies: their rules, see study.protocol):
+    # votes faster than this (by either clock) are invalid; a participant with more than this share of
+    # invalid votes gets no completion code; catch trials per participant, drawn from the photo pool;
+    # the recruiting platform's study id, and how many places enrolments without it may take;
+    # a break after every this many counted trials.
+    min_response_ms: Mapped[int | None] = mapped_column(Integer)
+    max_invalid_share: Mapped[float | None] = mapped_column(Float)
+    catch_trials: Mapped[int | None] = mapped_column(Integer)
+    prolific_study_id: Mapped[str | None] = mapped_column(String(200))
+    anonymous_places: Mapped[int | None] = mapped_column(Integer)
+    break_every: Mapped[int | None] = mapped_column(Integer)
 
     images: Mapped[list[Image]] = relationship(back_populates="study", cascade="all, delete-orphan")
     trials: Mapped[list[Trial]] = relationship(back_populates="study", cascade="all, delete-orphan")
@@ -133,7 +146,10 @@ class Trial(Base):
 
 class Participant(Base):
     __tablename__ = "participant"
-    __table_args__ = (UniqueConstraint("study_id", "external_id"),)
+    __table_args__ = (
+        UniqueConstraint("study_id", "external_id"),
+        Index("ix_participant_enrolment_key", "study_id", "enrolment_key_hash"),
+    )
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=public_id)
     study_id: Mapped[int] = mapped_column(ForeignKey("study.id", ondelete="CASCADE"), index=True)
@@ -154,6 +170,12 @@ class Participant(Base):
     user_agent: Mapped[str | None] = mapped_column(String(500))
     viewport_width: Mapped[int | None] = mapped_column(Integer)
     viewport_height: Mapped[int | None] = mapped_column(Integer)
+    # Whether the participant came with the recruiting platform's ids for this study (they may take
+    # the places reserved for recruited participants), when they last enrolled or voted (a place is
+    # released when this is too long ago), and when they answered their last trial.
+    recruited: Mapped[bool | None] = mapped_column(Boolean)
+    last_active_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    completed_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
 
     study: Mapped[Study] = relationship()
     assignments: Mapped[list[Assignment]] = relationship(
@@ -165,7 +187,12 @@ class Assignment(Base):
     """One trial as one participant sees it: its place in their order and its left/right layout."""
 
     __tablename__ = "assignment"
-    __table_args__ = (UniqueConstraint("participant_id", "position"),)
+    __table_args__ = (
+        UniqueConstraint("participant_id", "position"),
+        Index("ix_assignment_public_id", "public_id", unique=True),
+        Index("ix_assignment_left_name", "left_name", unique=True),
+        Index("ix_assignment_right_name", "right_name", unique=True),
+    )
 
     participant_id: Mapped[str] = mapped_column(
         ForeignKey("participant.id", ondelete="CASCADE"), primary_key=True
@@ -177,6 +204,12 @@ class Assignment(Base):
     # When the server first handed this trial out as the one to answer now: the start of the
     # server's own response time, which, unlike the page's rt_ms, the participant cannot forge.
     released_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    # What the participant is sent instead of the shared trial id and stimulus file names, so that
+    # nothing they see recurs in another enrolment (recurring ids gave the catch trials away).
+    # NULL for assignments from before: the trial id and the file names are shown.
+    public_id: Mapped[str | None] = mapped_column(String(32))
+    left_name: Mapped[str | None] = mapped_column(String(40))
+    right_name: Mapped[str | None] = mapped_column(String(40))
 
     participant: Mapped[Participant] = relationship(back_populates="assignments")
     trial: Mapped[Trial] = relationship()
@@ -210,3 +243,23 @@ class Vote(Base):
     exposure_ms: Mapped[int | None] = mapped_column(Integer)
     # Whether the page lost focus (another tab or window) while the trial was on screen.
     lost_focus: Mapped[bool | None] = mapped_column(Boolean)
+
+
+class RateCounter(Base):
+    """Requests counted per key (an action and a client) in fixed windows; in the database, so that
+    every server process sees the same counts."""
+
+    __tablename__ = "rate_counter"
+
+    key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    window_start: Mapped[int] = mapped_column(Integer)
+    count: Mapped[int] = mapped_column(Integer)
+
+
+class RevokedAdminSession(Base):
+    """A dashboard session that was logged out: its cookie is refused until it would have expired."""
+
+    __tablename__ = "revoked_admin_session"
+
+    nonce_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    expires_at: Mapped[int] = mapped_column(Integer)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image as PILImage
-from PIL import ImageFilter, ImageOps
+from PIL import ImageOps
 from sqlalchemy import select
 
 from colorizer.atomic import atomic_path
@@ -25,8 +25,8 @@ from study.protocol import Protocol
 
 Colorize = Callable[[PILImage.Image], PILImage.Image]
 
-# Bisection steps when matching a degraded catch picture's file size to its partner's.
-GRAIN_SEARCH_STEPS = 12
+# How far the catch trials' degraded side turns the hues of its picture (degrees, drawn per photo).
+WRONG_HUE_DEGREES = (120.0, 240.0)
 
 
 def warn(message: str) -> None:
@@ -60,43 +60,100 @@ def sample_photos(paths: list[Path], count: int, rng: random.Random) -> list[tup
     return photos
 
 
-def degrade(image: PILImage.Image) -> PILImage.Image:
-    """The catch trials' obviously worse side: heavily blurred, colours inverted."""
-    radius = max(image.size) / 40
-    return ImageOps.invert(image.filter(ImageFilter.GaussianBlur(radius)))
-
-
-def jpeg_bytes(image: PILImage.Image) -> bytes:
+def jpeg_bytes(image: PILImage.Image, quality: int = 95) -> bytes:
     buffer = io.BytesIO()
     # 4:4:4 chroma: subsampling would blur exactly the colours participants are judging.
-    image.save(buffer, format="JPEG", quality=95, subsampling=0)
+    image.save(buffer, format="JPEG", quality=quality, subsampling=0)
     return buffer.getvalue()
 
 
-def with_grain(image: PILImage.Image, sigma: float, seed: int) -> PILImage.Image:
-    noise = np.random.default_rng(seed).normal(0, sigma, (image.height, image.width, 3))
-    return PILImage.fromarray(np.clip(np.asarray(image, dtype=float) + noise, 0, 255).astype(np.uint8))
+def wrong_hue(image: PILImage.Image, rng: random.Random) -> PILImage.Image:
+    """The catch trials' worse side: every hue turned around the Lab colour circle by an angle drawn
+    from WRONG_HUE_DEGREES, the lightness and the chroma (how colourful each pixel is) kept. Skin
+    turns green or blue, sky orange: plain to a person, while the statistics a bot can compute without
+    knowing what things look like (chroma, its noise, lightness, sharpness) stay those of a real
+    colorization. The blur, inversion and grain used before gave the side away to a chroma-noise
+    statistic.
+
+    A turned colour can fall outside what RGB can show: such a pixel keeps its turned hue with just
+    as much less chroma as it needs (clipping its channels would add chroma noise), and of the angles
+    tried the one drawn keeps nearly the most chroma, so the side is barely paler. The cut varies
+    smoothly across the picture: a cut pixel by pixel would add chroma noise of its own."""
+    import torch
+
+    from colorizer.color import rgb_to_lab
+
+    rgb = torch.from_numpy(np.asarray(image.convert("RGB"), dtype=np.float32) / 255).permute(2, 0, 1)[None]
+    lab = rgb_to_lab(rgb)
+    lightness = lab[:, :1]
+    turns = [into_gamut(lightness, turned(lab[:, 1:], degrees))
+             for degrees in np.linspace(*WRONG_HUE_DEGREES, HUE_CANDIDATES)]
+    ab = rng.choice([ab for ab in turns if mean_chroma(ab) >= 0.98 * max(map(mean_chroma, turns))])
+    out = unclipped_rgb(lightness, ab).clamp(0, 1)
+    return PILImage.fromarray((out[0].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8))
 
 
-def degraded_jpeg(good: PILImage.Image, partner_bytes: int, rng: random.Random) -> bytes:
-    """The JPEG file of `good`'s degraded version, with film grain added until it is about as large
-    as its partner's file.
+# Angles tried by wrong_hue, the bisection steps of its gamut mapping (chroma to within 1/256), and
+# the reach (pixels) over which the share of chroma kept is smoothed.
+HUE_CANDIDATES = 9
+GAMUT_STEPS = 8
+GAMUT_SMOOTHING = 5
 
-    A blurred picture compresses to a fraction of a sharp one, so without the grain "pick the larger
-    file" passes every catch trial without looking. The target is drawn from 0.8 to 1.25 times the
-    partner's size, so that which of the two is larger says nothing either."""
-    degraded = degrade(good)
-    target = partner_bytes * rng.uniform(0.8, 1.25)
-    seed = rng.randrange(2**32)
-    best = jpeg_bytes(degraded)
-    low, high = 0.0, 64.0
-    for _ in range(GRAIN_SEARCH_STEPS):
-        if abs(len(best) - target) <= 0.05 * target:
-            break
-        sigma = (low + high) / 2
-        best = jpeg_bytes(with_grain(degraded, sigma, seed))
-        low, high = (sigma, high) if len(best) < target else (low, sigma)
-    return best
+
+def turned(ab, degrees: float):
+    import torch
+
+    angle = torch.tensor(np.deg2rad(degrees), dtype=ab.dtype)
+    a, b = ab[:, :1], ab[:, 1:]
+    return torch.cat([a * angle.cos() - b * angle.sin(), a * angle.sin() + b * angle.cos()], dim=1)
+
+
+def mean_chroma(ab) -> float:
+    import torch
+
+    return float(torch.linalg.vector_norm(ab, dim=1).mean())
+
+
+def into_gamut(lightness, ab):
+    """`ab` with each pixel's chroma cut (its hue kept) to what RGB can show at its lightness."""
+    import kornia
+    import torch
+
+    inside = in_gamut(lightness, ab)
+    # Bisection per pixel on the share of chroma kept: the largest that is still inside the gamut.
+    low, high = inside.to(ab.dtype), torch.ones_like(lightness)
+    for _ in range(GAMUT_STEPS):
+        middle = (low + high) / 2
+        fits = in_gamut(lightness, ab * middle) | inside
+        low, high = torch.where(fits, middle, low), torch.where(fits, high, middle)
+    # The smallest share nearby, blurred: a smooth cut (what little it leaves outside is clipped).
+    nearby = -torch.nn.functional.max_pool2d(-low, GAMUT_SMOOTHING, stride=1, padding=GAMUT_SMOOTHING // 2)
+    sigma = GAMUT_SMOOTHING / 2
+    return ab * kornia.filters.gaussian_blur2d(nearby, (2 * GAMUT_SMOOTHING + 1,) * 2, (sigma, sigma), "replicate")
+
+
+def unclipped_rgb(lightness, ab):
+    """Lab to sRGB without clipping, to see what falls outside."""
+    import kornia
+    import torch
+
+    return kornia.color.lab_to_rgb(torch.cat([lightness, ab], dim=1), clip=False)
+
+
+def in_gamut(lightness, ab):
+    rgb = unclipped_rgb(lightness, ab)
+    return ((rgb >= -1 / 512) & (rgb <= 1 + 1 / 512)).all(dim=1, keepdim=True)
+
+
+def matched_jpeg(image: PILImage.Image, partner_bytes: int, rng: random.Random) -> bytes:
+    """`image` as JPEG at the quality (JPEG_QUALITIES) whose file comes nearest to a size drawn from
+    0.85 to 1.15 times its partner's, so that which of the two files is larger says nothing."""
+    target = partner_bytes * rng.uniform(0.85, 1.15)
+    files = [jpeg_bytes(image, quality) for quality in JPEG_QUALITIES]
+    return min(files, key=lambda content: abs(len(content) - target))
+
+
+JPEG_QUALITIES = range(85, 99)
 
 
 class StimulusWriter:
@@ -201,9 +258,11 @@ def prepare_study(
 
     Its conditions are the `colorizers` (models, run here), `truth` (the original colour photo) and
     the `imports` (name: folder of colorizations made elsewhere, matched to the photos by file stem).
-    Each of the `n` photos gets one trial per pair of conditions; `catch` more photos get a catch
-    trial each (a model's colorization against a degraded copy) and `practice` more a practice trial
-    between two conditions made here. Two models and no extras is the paper's study.
+    Each of `n` + `catch` photos gets one trial per pair of conditions and a catch trial (a model's
+    colorization against a copy of it with the wrong hues, `wrong_hue`; the models take turns); each
+    participant sees `catch` of those photos, drawn for them, as catch trials and the rest as compared
+    pairs. `practice` more photos get a practice trial between two conditions made here. Two models
+    and no extras is the paper's study.
     """
     imports = {import_name: Path(folder) for import_name, folder in (imports or {}).items()}
     conditions = check_conditions(list(colorizers), truth, imports)
@@ -224,7 +283,7 @@ def prepare_study(
 
     rng = random.Random(seed)
     photos = sample_photos(find_images(images_dir), n + catch + practice, rng)
-    imported = import_files(imports, photos[:n])
+    imported = import_files(imports, photos[:n + catch])
     media_dir = Path(media_dir).resolve()
     writer = StimulusWriter(media_dir)
     models = list(colorizers)
@@ -232,7 +291,9 @@ def prepare_study(
         name=name, model_a=conditions[0], model_b=conditions[1], conditions=conditions,
         media_dir=str(media_dir), seed=seed, exposure_ms=protocol.exposure_ms, question=protocol.question,
         consent_markdown=protocol.consent_markdown, completion_url=protocol.completion_url,
-        max_participants=protocol.max_participants,
+        max_participants=protocol.max_participants, min_response_ms=protocol.min_response_ms,
+        max_invalid_share=protocol.max_invalid_share, catch_trials=catch, prolific_study_id=protocol.prolific_study_id,
+        anonymous_places=protocol.anonymous_places, break_every=protocol.break_every,
     )
 
     def picture(condition: str, path: Path, photo: PILImage.Image) -> PILImage.Image:
@@ -246,16 +307,15 @@ def prepare_study(
         for index, (path, photo) in enumerate(photos):
             image = Image(source=str(path.resolve()), width=photo.width, height=photo.height)
             study.images.append(image)
-            if index < n:
-                shown = {condition: jpeg_bytes(picture(condition, path, photo)) for condition in conditions}
+            if index < n + catch:
+                pictures = {condition: picture(condition, path, photo) for condition in conditions}
+                shown = {condition: jpeg_bytes(made) for condition, made in pictures.items()}
                 pairs = list(itertools.combinations(conditions, 2))
-            elif index < n + catch:
-                # The models take turns supplying the intact side, so catch trials favour none.
-                model = models[(index - n) % len(models)]
-                good = picture(model, path, photo)
-                good_jpeg = jpeg_bytes(good)
-                shown = {model: good_jpeg, CATCH_MODEL: degraded_jpeg(good, len(good_jpeg), rng)}
-                pairs = [(model, CATCH_MODEL)]
+                if catch:
+                    # The models take turns supplying the intact side, so catch trials favour none.
+                    model = models[index % len(models)]
+                    shown[CATCH_MODEL] = matched_jpeg(wrong_hue(pictures[model], rng), len(shown[model]), rng)
+                    catch_pair = (model, CATCH_MODEL)
             else:
                 local_pairs = list(itertools.combinations(made_here, 2))
                 pair = local_pairs[(index - n - catch) % len(local_pairs)]
@@ -270,8 +330,11 @@ def prepare_study(
             for first, second in pairs:
                 study.trials.append(Trial(
                     image=image, stimulus_a=stimuli[first], stimulus_b=stimuli[second],
-                    is_catch=n <= index < n + catch, is_practice=index >= n + catch,
+                    is_catch=False, is_practice=index >= n + catch,
                 ))
+            if catch and index < n + catch:
+                study.trials.append(Trial(image=image, stimulus_a=stimuli[catch_pair[0]],
+                                          stimulus_b=stimuli[catch_pair[1]], is_catch=True, is_practice=False))
             print(f"prepared {index + 1}/{len(photos)}: {path.name}", file=sys.stderr)
         with database_session(db_url) as session:
             session.add(study)

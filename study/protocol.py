@@ -19,6 +19,20 @@ DEFAULT_CONSENT_FILE = Path(__file__).parent / "templates" / "consent.md"
 CODE_PLACEHOLDER = "{code}"
 MIN_EXPOSURE_MS, MAX_EXPOSURE_MS = 100, 600_000
 MAX_CONSENT_CHARACTERS = 50_000
+# Nobody looks at two photos and chooses in less: faster votes (by the page's or the server's clock)
+# are a bot or a key pressed before the pictures showed, and count as invalid.
+DEFAULT_MIN_RESPONSE_MS = 600
+# Studies from before the setting flagged votes under 300 ms, without making them invalid.
+LEGACY_TOO_FAST_MS = 300
+# A participant with more than this share of invalid (counted) votes gets no completion code.
+DEFAULT_MAX_INVALID_SHARE = 0.5
+# A break screen after every this many counted trials (long studies only).
+DEFAULT_BREAK_EVERY = 40
+# The page shows a fixation cross this long before each pair: the server's time includes it.
+FIXATION_MS = 800
+# The page's response time starts after the server released the trial and ends before the vote
+# arrives, so it can never honestly exceed the server's time; this much is left for clock jitter.
+TIME_MISMATCH_SLACK_MS = 250
 
 
 @dataclass(frozen=True)
@@ -28,6 +42,14 @@ class Protocol:
     consent_markdown: str | None = None  # None: the bundled text
     completion_url: str | None = None
     max_participants: int | None = None
+    min_response_ms: int = DEFAULT_MIN_RESPONSE_MS
+    max_invalid_share: float = DEFAULT_MAX_INVALID_SHARE
+    # Prolific's STUDY_ID: enrolments that bring it (with a PROLIFIC_PID and SESSION_ID) are recruited.
+    prolific_study_id: str | None = None
+    # Places that enrolments without the platform's ids may take; None: all of them without a
+    # prolific_study_id, none with one (every place is kept for recruited participants).
+    anonymous_places: int | None = None
+    break_every: int = DEFAULT_BREAK_EVERY
 
     def check(self) -> Protocol:
         """This protocol, or a one-line UserError naming what is wrong with it."""
@@ -45,7 +67,42 @@ class Protocol:
                 raise UserError(f"--completion-url must contain {CODE_PLACEHOLDER}, where the completion code goes")
         if self.max_participants is not None and self.max_participants < 1:
             raise UserError("--max-participants must be at least 1")
+        if not 0 <= self.min_response_ms <= 60_000:
+            raise UserError(f"--min-response-ms must lie in 0..60000, got {self.min_response_ms}")
+        if not 0 <= self.max_invalid_share <= 1:
+            raise UserError(f"--max-invalid-share must lie in 0..1, got {self.max_invalid_share}")
+        if self.prolific_study_id is not None and not 1 <= len(self.prolific_study_id.strip()) <= 200:
+            raise UserError("--prolific-study-id must be 1 to 200 characters")
+        if self.anonymous_places is not None and self.anonymous_places < 0:
+            raise UserError("--anonymous-places must be at least 0")
+        if self.break_every < 0:
+            raise UserError("--break-every must be at least 0 (0: no breaks)")
         return self
+
+
+@dataclass(frozen=True)
+class VoteTiming:
+    """What the two clocks say about a vote: `too_fast` (under the study's minimum by either clock,
+    the server's less the fixation cross; a minimum of 0 turns this off), `time_mismatch` (the page
+    claims more time than the server saw pass), and `invalid` (either: analysis leaves such votes out)."""
+
+    too_fast: bool
+    time_mismatch: bool
+
+    @property
+    def invalid(self) -> bool:
+        return self.too_fast or self.time_mismatch
+
+
+def vote_timing(rt_ms: int, server_ms: int | None, min_response_ms: int | None) -> VoteTiming:
+    """The timing verdict on a vote of a study whose minimum response time is `min_response_ms`
+    (None: a study from before the setting, whose votes were only flagged under 300 ms by either clock)."""
+    if min_response_ms is None:
+        fast = rt_ms < LEGACY_TOO_FAST_MS or (server_ms is not None and server_ms < LEGACY_TOO_FAST_MS)
+        return VoteTiming(fast, False)
+    server_fast = server_ms is not None and server_ms < min_response_ms + FIXATION_MS
+    mismatch = server_ms is not None and rt_ms > server_ms + TIME_MISMATCH_SLACK_MS
+    return VoteTiming(min_response_ms > 0 and (rt_ms < min_response_ms or server_fast), mismatch)
 
 
 def read_consent(path: str | Path) -> str:

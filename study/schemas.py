@@ -56,9 +56,16 @@ class ParticipantOut(BaseModel):
     )
     answered: int = Field(description="How many of the participant's trials already have a vote.")
     total: int
-    completion_code: str | None = Field(description="Set once every trial is answered.")
+    practice: int = Field(default=0, description="How many of the trials (the first ones) are practice trials.")
+    completion_code: str | None = Field(
+        description="Set once every trial is answered (unless withheld: see completion_withheld)."
+    )
     completion_url: str | None = Field(
         default=None, description="Once every trial is answered: where the study sends the participant (with the code)."
+    )
+    completion_withheld: bool = Field(
+        default=False,
+        description="Every trial is answered, but most answers came faster than anyone compares two photos: no code.",
     )
 
 
@@ -88,5 +95,5 @@ class VoteOut(ParticipantOut):
 class ErrorOut(BaseModel):
     error: str
     reason: str | None = Field(
-        default=None, description="A machine-readable cause where the page acts on it: study_full."
+        default=None, description="A machine-readable cause where the page acts on it: study_full, wrong_study."
     )

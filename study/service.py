@@ -18,12 +18,33 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sqlalchemy import and_, bindparam, case, func, insert, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, aliased, selectinload
 
 from study.db import write_guard
-from study.models import Assignment, Image, Participant, Stimulus, Study, Trial, Vote, as_utc, public_id, utcnow
-from study.protocol import DEFAULT_EXPOSURE_MS, DEFAULT_QUESTION, Protocol, completion_link
+from study.models import (
+    Assignment,
+    Image,
+    Participant,
+    RateCounter,
+    Stimulus,
+    Study,
+    Trial,
+    Vote,
+    as_utc,
+    public_id,
+    utcnow,
+)
+from study.protocol import (
+    DEFAULT_BREAK_EVERY,
+    DEFAULT_EXPOSURE_MS,
+    DEFAULT_MAX_INVALID_SHARE,
+    DEFAULT_QUESTION,
+    Protocol,
+    completion_link,
+    vote_timing,
+)
 from study.schemas import (
     PARTICIPANT_TOKEN_HEADER,
     EnrolmentOut,
@@ -69,6 +90,24 @@ class WrongToken(ServiceError):
 class StudyFull(ServiceError):
     status = 409
     reason = "study_full"
+
+
+class WrongStudyLink(ServiceError):
+    status = 403
+    reason = "wrong_study"
+
+
+class TooManyRequests(ServiceError):
+    status = 429
+
+    def __init__(self, message: str, retry_after_s: int):
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
+# A participant who has not finished and has not enrolled or voted for this long has dropped out,
+# and their place is free for someone else (they may still come back and finish).
+DROPPED_AFTER = dt.timedelta(minutes=30)
 
 
 # Longest user agent kept per participant (they are about 150 characters; anything longer is noise).
@@ -136,17 +175,37 @@ class TrialHistory:
 NEVER_ASSIGNED = TrialHistory()
 
 
+def catch_images(
+    catch_by_image: Mapping[int, Trial], count: int, history: Mapping[str, TrialHistory], rng: secrets.SystemRandom
+) -> set[int]:
+    """The `count` photos this participant sees as catch trials: of the photos with a catch trial,
+    those used as one least often so far (ties by chance), so every photo takes its turn."""
+    images = list(catch_by_image)
+    rng.shuffle(images)
+    images.sort(key=lambda image: history.get(catch_by_image[image].id, NEVER_ASSIGNED).assigned)
+    return set(images[:count])
+
+
 def choose_trials(
-    trials: Sequence[Trial], history: Mapping[str, TrialHistory], rng: secrets.SystemRandom
+    trials: Sequence[Trial], history: Mapping[str, TrialHistory], rng: secrets.SystemRandom, catch_count: int = 0
 ) -> list[Trial]:
-    """One trial per image: of an image's trials (one per pair of conditions) the one assigned least
-    often so far, so that across participants every pair is shown about equally often on every photo;
-    among those, the pair this participant has had least, so that each participant sees all pairs;
-    the rest is chance. Catch and practice images have a single trial each."""
+    """One trial per image. `catch_count` photos (`catch_images`) get their catch trial (a condition
+    against its own degraded copy); every other photo, of its trials (one per pair of conditions), the
+    one assigned least often so far, so that across participants every pair is shown about equally
+    often on every photo; among those, the pair this participant has had least, so that each
+    participant sees all pairs; the rest is chance. Practice images, and the catch images of studies
+    from before catch trials were drawn per participant, have a single trial each."""
     by_image: dict[int, list[Trial]] = {}
     for trial in trials:
         by_image.setdefault(trial.image_id, []).append(trial)
-    images = list(by_image.values())
+    catch_by_image: dict[int, Trial] = {}
+    for image, group in by_image.items():
+        regular = [trial for trial in group if not trial.is_catch]
+        if regular and len(regular) < len(group):
+            catch_by_image[image] = next(trial for trial in group if trial.is_catch)
+            by_image[image] = regular
+    as_catch = catch_images(catch_by_image, catch_count, history, rng)
+    images = [[catch_by_image[image]] if image in as_catch else candidates for image, candidates in by_image.items()]
     rng.shuffle(images)
     pairs_had: Counter = Counter()
     chosen = []
@@ -185,18 +244,22 @@ def trials_to_swap(group: Sequence[Trial], history: Mapping[str, TrialHistory], 
 
 
 def assign_trials(
-    participant: Participant, trials: Sequence[Trial], history: Mapping[str, TrialHistory] | None = None
+    participant: Participant,
+    trials: Sequence[Trial],
+    history: Mapping[str, TrialHistory] | None = None,
+    catch_count: int = 0,
 ) -> None:
     """Give the participant one trial per image (`choose_trials`, from `history`: the trials'
     assignments so far): the practice trials first, the rest in a random order. Within each pair of
     conditions (and among the catch trials) the sides are swapped in half of the trials
     (`trials_to_swap`), so no condition and not the degraded side owns a side. The order, the draw
     and the ties come from the operating system's random source: nothing a participant sees can
-    reproduce them."""
+    reproduce them. Each assignment gets its own public id and picture names: nothing the participant
+    is sent recurs in another participant's trials."""
     rng = secrets.SystemRandom()
     history = history or {}
     groups: dict[object, list[Trial]] = {}
-    for trial in choose_trials(trials, history, rng):
+    for trial in choose_trials(trials, history, rng, catch_count):
         groups.setdefault("catch" if trial.is_catch else condition_pair(trial), []).append(trial)
     practice, layout = [], []
     for group in groups.values():
@@ -208,25 +271,35 @@ def assign_trials(
     rng.shuffle(practice)
     rng.shuffle(layout)
     participant.assignments = [
-        Assignment(trial_id=trial_id, position=position, left_stimulus_id=left, right_stimulus_id=right)
+        Assignment(
+            trial_id=trial_id, position=position, left_stimulus_id=left, right_stimulus_id=right,
+            public_id=public_id(), left_name=picture_name(), right_name=picture_name(),
+        )
         for position, (trial_id, (left, right)) in enumerate(practice + layout)
     ]
 
 
+def picture_name() -> str:
+    """A participant's own URL name for one of their pictures (the file behind it is shared)."""
+    return f"{secrets.token_hex(16)}.jpg"
+
+
 @dataclass
 class AssignedTrial:
-    """One of a participant's trials as the service needs it."""
+    """One of a participant's trials as the service needs it: `trial_id` is the study's trial,
+    `public_id` and the picture names what the participant is sent."""
 
     trial_id: str
-    left_file: str
-    right_file: str
+    public_id: str
+    left_name: str
+    right_name: str
     released_at: dt.datetime | None
     answered: bool
     practice: bool
 
     def out(self) -> TrialOut:
         return TrialOut(
-            trial_id=self.trial_id, left=f"/media/{self.left_file}", right=f"/media/{self.right_file}",
+            trial_id=self.public_id, left=f"/media/{self.left_name}", right=f"/media/{self.right_name}",
             practice=self.practice,
         )
 
@@ -234,7 +307,10 @@ class AssignedTrial:
 # Statements run on every vote are built once: building one costs more CPU than SQLite takes to run it.
 _left, _right = aliased(Stimulus), aliased(Stimulus)
 ASSIGNED_TRIALS = (
-    select(Assignment.trial_id, _left.file_name, _right.file_name, Assignment.released_at, Vote.id, Trial.is_practice)
+    select(
+        Assignment.trial_id, Assignment.public_id, func.coalesce(Assignment.left_name, _left.file_name),
+        func.coalesce(Assignment.right_name, _right.file_name), Assignment.released_at, Vote.id, Trial.is_practice,
+    )
     .join(Trial, Trial.id == Assignment.trial_id)
     .join(_left, _left.id == Assignment.left_stimulus_id)
     .join(_right, _right.id == Assignment.right_stimulus_id)
@@ -252,48 +328,84 @@ RELEASE_TRIAL = (
     )
     .values(released_at=bindparam("released_at"))
 )
+TOUCH_PARTICIPANT = (
+    update(Participant).where(Participant.id == bindparam("participant")).values(last_active_at=bindparam("moment"))
+)
+COMPLETE_PARTICIPANT = (
+    update(Participant)
+    .where(Participant.id == bindparam("participant"))
+    .values(last_active_at=bindparam("moment"), completed_at=bindparam("moment"))
+)
+# Locks the study's row for the rest of the enrolment's transaction: on PostgreSQL a row lock, on
+# SQLite (a write as the transaction's first statement) the database's write lock, so that
+# enrolments in every process count the places one after the other.
+LOCK_STUDY = update(Study).where(Study.id == bindparam("study")).values(id=Study.id)
 
 
 def assigned_trials(session: Session, participant_id: str) -> list[AssignedTrial]:
     """The participant's trials in their order, with whether each has a vote."""
     rows = session.execute(ASSIGNED_TRIALS, {"participant_id": participant_id}).all()
     return [
-        AssignedTrial(trial_id, left_file, right_file, released_at, vote_id is not None, bool(practice))
-        for trial_id, left_file, right_file, released_at, vote_id, practice in rows
+        AssignedTrial(trial_id, public or trial_id, left, right, released_at, vote_id is not None, bool(practice))
+        for trial_id, public, left, right, released_at, vote_id, practice in rows
     ]
 
 
-def participant_state(participant: Participant, assigned: Sequence[AssignedTrial]) -> ParticipantOut:
-    """Progress, and only the open trials the participant may see now."""
+def mostly_invalid(session: Session, participant: Participant) -> bool:
+    """Whether more than the study's share of the participant's counted votes are invalid."""
+    study = participant.study
+    timings = session.execute(
+        select(Vote.rt_ms, Vote.server_ms)
+        .join(Trial, Trial.id == Vote.trial_id)
+        .where(Vote.participant_id == participant.id, Trial.is_practice.is_not(True))
+    ).all()
+    invalid = sum(vote_timing(rt_ms, server_ms, study.min_response_ms).invalid for rt_ms, server_ms in timings)
+    share = DEFAULT_MAX_INVALID_SHARE if study.max_invalid_share is None else study.max_invalid_share
+    # Studies from before the rule gave everyone their code.
+    return study.min_response_ms is not None and bool(timings) and invalid > share * len(timings)
+
+
+def participant_state(session: Session, participant: Participant, assigned: Sequence[AssignedTrial]) -> ParticipantOut:
+    """Progress, and only the open trials the participant may see now. Once every trial is answered,
+    the completion code, unless most of the votes were invalid."""
     pending = [trial for trial in assigned if not trial.answered]
-    code = None if pending else participant.completion_code
+    # Only worked out once the participant is done: the study row and the votes are more queries.
+    withheld = not pending and mostly_invalid(session, participant)
+    code = None if pending or withheld else participant.completion_code
     return ParticipantOut(
         participant_id=participant.id,
         trials=[trial.out() for trial in pending[:VISIBLE_TRIALS]],
         answered=len(assigned) - len(pending),
         total=len(assigned),
+        practice=sum(trial.practice for trial in assigned),
         completion_code=code,
-        # Only read once the participant is done: the study row is one more query.
         completion_url=completion_link(participant.study.completion_url, code) if code else None,
+        completion_withheld=withheld,
     )
 
 
 def enrolment_answer(session: Session, participant: Participant, token: str) -> EnrolmentOut:
-    state = participant_state(participant, assigned_trials(session, participant.id))
+    state = participant_state(session, participant, assigned_trials(session, participant.id))
     return EnrolmentOut(**state.model_dump(), participant_token=token)
 
 
-def find_enrolled(session: Session, study: Study, external_id: str | None) -> Participant | None:
-    if external_id is None:
+def find_enrolled(session: Session, study: Study, request: ParticipantRequest) -> Participant | None:
+    """The participant this enrolment is a repeat of: the same external id, or for an anonymous one
+    the same enrolment key (a resend after a lost answer)."""
+    query = select(Participant).where(Participant.study_id == study.id)
+    if request.external_id is not None:
+        query = query.where(Participant.external_id == request.external_id)
+    elif request.client_enrolment_id is not None:
+        key_hash = secret_hash(request.client_enrolment_id)
+        query = query.where(Participant.external_id.is_(None), Participant.enrolment_key_hash == key_hash)
+    else:
         return None
-    return session.scalars(
-        select(Participant).where(Participant.study_id == study.id, Participant.external_id == external_id)
-    ).first()
+    return session.scalars(query.order_by(Participant.created_at).limit(1)).first()
 
 
 def rejoin(session: Session, participant: Participant, request: ParticipantRequest, token: str | None) -> EnrolmentOut:
-    """An enrolment for an external id that is already enrolled: only whoever holds its token (or
-    the key of the enrolment itself, resent after a lost answer) gets the participant back."""
+    """An enrolment for a participant already enrolled: only whoever holds its token (or the key of
+    the enrolment itself, resent after a lost answer) gets the participant back."""
     if holds_secret(token, participant.token_hash):
         return enrolment_answer(session, participant, token)
     if holds_secret(request.client_enrolment_id, participant.enrolment_key_hash):
@@ -309,45 +421,94 @@ def rejoin(session: Session, participant: Participant, request: ParticipantReque
     )
 
 
+def is_recruited(study: Study, request: ParticipantRequest) -> bool:
+    """Whether the enrolment brings the recruiting platform's ids for this study (Prolific's
+    PROLIFIC_PID, STUDY_ID and SESSION_ID); a STUDY_ID of another study is refused."""
+    if study.prolific_study_id is None or request.prolific_study_id is None:
+        return False
+    if not secrets.compare_digest(request.prolific_study_id.encode(), study.prolific_study_id.encode()):
+        raise WrongStudyLink("this link belongs to another study: please use the link from the recruiting site")
+    return request.external_id is not None and request.prolific_session_id is not None
+
+
+def anonymous_places(study: Study) -> int | None:
+    """Places that enrolments without the platform's ids may take (None: no limit)."""
+    if study.anonymous_places is not None:
+        return study.anonymous_places
+    return 0 if study.prolific_study_id is not None and study.max_participants is not None else None
+
+
+def places_taken(session: Session, study: Study, now: dt.datetime) -> tuple[int, int]:
+    """(places taken, of which by participants who were not recruited): everyone who completed, or
+    enrolled or voted within DROPPED_AFTER."""
+    active = func.coalesce(Participant.last_active_at, Participant.created_at)
+    holding = and_(
+        Participant.study_id == study.id,
+        or_(Participant.completed_at.is_not(None), active >= now - DROPPED_AFTER),
+    )
+    taken, unrecruited = session.execute(
+        select(func.count(), func.sum(case((Participant.recruited.is_(True), 0), else_=1))).where(holding)
+    ).one()
+    return taken, unrecruited or 0
+
+
+def check_place(session: Session, study: Study, recruited: bool, now: dt.datetime) -> None:
+    taken, unrecruited = places_taken(session, study, now)
+    limit = anonymous_places(study)
+    if study.max_participants is not None and taken >= study.max_participants:
+        raise StudyFull("this study is full: thank you for your interest")
+    if not recruited and limit is not None and unrecruited >= limit:
+        raise StudyFull("this study is full: thank you for your interest")
+
+
 def enrol(
     session: Session, request: ParticipantRequest, token: str | None, user_agent: str | None = None
 ) -> tuple[EnrolmentOut, bool]:
     """A new participant with a fresh trial order and token (True), or the one already enrolled
-    with this external id, for its token holder (False)."""
+    with this external id or enrolment key, for its token holder (False).
+
+    The places are counted and the participant stored in one transaction that holds the study's
+    row (LOCK_STUDY), so no number of processes can enrol past --max-participants."""
     study = study_to_join(session, request.study)
-    if (existing := find_enrolled(session, study, request.external_id)) is not None:
+    recruited = is_recruited(study, request)
+    if (existing := find_enrolled(session, study, request)) is not None:
         return rejoin(session, existing, request, token), False
+    now = utcnow()
     participant = Participant(
         id=public_id(), study_id=study.id, external_id=request.external_id,
         prolific_study_id=request.prolific_study_id, prolific_session_id=request.prolific_session_id,
         viewport_width=request.viewport_width, viewport_height=request.viewport_height,
         user_agent=(user_agent or None) and user_agent[:USER_AGENT_CHARACTERS],
+        recruited=recruited, created_at=now, last_active_at=now,
     )
     if request.client_enrolment_id is not None:
         participant.enrolment_key_hash = secret_hash(request.client_enrolment_id)
     new_token = issue_token(participant)
-    assign_trials(participant, study_trials(session, study), trial_history(session, study))
+    assign_trials(participant, study_trials(session, study), trial_history(session, study), study.catch_trials or 0)
     if participant.assignments:
-        participant.assignments[0].released_at = utcnow()
+        participant.assignments[0].released_at = now
+    study_id = study.id
+    session.commit()  # ends the reads above; the transaction below starts with the lock
     try:
         with write_guard(session):
-            # Counted under the write lock, so SQLite never enrols past the limit (PostgreSQL with
-            # several server processes may, by as many as enrol at the same moment).
-            if study.max_participants is not None and enrolled_count(session, study) >= study.max_participants:
-                raise StudyFull("this study is full: thank you for your interest")
+            session.connection().execute(LOCK_STUDY, {"study": study_id})
+            # Under the lock: a copy of this enrolment that got here first is the participant.
+            if (existing := find_enrolled(session, study, request)) is not None:
+                session.rollback()
+                return rejoin(session, existing, request, token), False
+            check_place(session, study, recruited, now)
             session.add(participant)
             session.commit()
     except IntegrityError:
         # The same external id enrolled concurrently (a double click, two tabs, a resend).
         session.rollback()
-        if (existing := find_enrolled(session, study, request.external_id)) is None:
+        if (existing := find_enrolled(session, study, request)) is None:
             raise
         return rejoin(session, existing, request, token), False
+    except StudyFull:
+        session.rollback()
+        raise
     return enrolment_answer(session, participant, new_token), True
-
-
-def enrolled_count(session: Session, study: Study) -> int:
-    return session.scalar(select(func.count()).select_from(Participant).where(Participant.study_id == study.id))
 
 
 def study_trials(session: Session, study: Study) -> Sequence[Trial]:
@@ -369,9 +530,39 @@ def trial_history(session: Session, study: Study) -> dict[str, TrialHistory]:
     return {trial_id: TrialHistory(count, int(left)) for trial_id, count, left in session.execute(query)}
 
 
+def count_request(session: Session, key: str, limit: int, window_s: int, what: str) -> None:
+    """Count one request under `key` (an action and a client) in the current window of `window_s`
+    seconds, and refuse it (429) past `limit` in that window. The count lives in the database, so
+    every server process shares it."""
+    now = utcnow().timestamp()
+    window = int(now // window_s) * window_s
+    dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
+    statement = dialect.insert(RateCounter).values(key=key, window_start=window, count=1)
+    statement = statement.on_conflict_do_update(
+        index_elements=[RateCounter.key],
+        set_={
+            "count": case((RateCounter.window_start == window, RateCounter.count + 1), else_=1),
+            "window_start": window,
+        },
+    ).returning(RateCounter.count)
+    with write_guard(session):
+        count = session.connection().execute(statement).scalar_one()
+        session.commit()
+    if count > limit:
+        raise TooManyRequests(f"too many {what} from your network: please try again later",
+                              max(1, int(window + window_s - now)))
+
+
+def over_limit(session: Session, key: str, limit: int, window_s: int) -> bool:
+    """Whether `key` already has more than `limit` requests counted in the current window."""
+    window = int(utcnow().timestamp() // window_s) * window_s
+    counted = session.scalar(select(RateCounter.count).where(RateCounter.key == key, RateCounter.window_start == window))
+    return (counted or 0) > limit
+
+
 def resume(session: Session, participant_id: str, token: str | None) -> ParticipantOut:
     participant = authenticate(session, participant_id, token)
-    return participant_state(participant, assigned_trials(session, participant.id))
+    return participant_state(session, participant, assigned_trials(session, participant.id))
 
 
 def check_replay(vote: VoteRequest, existing: Sequence[Vote]) -> None:
@@ -397,9 +588,11 @@ def record_vote(session: Session, vote: VoteRequest, token: str | None) -> VoteO
     prior read, decide between two racing copies."""
     participant = authenticate(session, vote.participant_id, token)
     assigned = assigned_trials(session, participant.id)
-    trial = next((trial for trial in assigned if trial.trial_id == vote.trial_id), None)
+    trial = next((trial for trial in assigned if trial.public_id == vote.trial_id), None)
     if trial is None:
         raise NotFound("no such trial for this participant")
+    # From here on the study's own trial id: the public one is the participant's alone.
+    vote = vote.model_copy(update={"trial_id": trial.trial_id})
     pending = [trial for trial in assigned if not trial.answered]
     if trial.answered:
         check_replay(vote, votes_in_the_way(session, vote))
@@ -417,13 +610,15 @@ def record_vote(session: Session, vote: VoteRequest, token: str | None) -> VoteO
                 if len(pending) > 1:
                     release = {"participant": participant.id, "trial": pending[1].trial_id, "released_at": arrived}
                     connection.execute(RELEASE_TRIAL, release)
+                touch = TOUCH_PARTICIPANT if len(pending) > 1 else COMPLETE_PARTICIPANT
+                connection.execute(touch, {"participant": participant.id, "moment": arrived})
                 session.commit()
             trial.answered = True
         except IntegrityError:
             session.rollback()
             check_replay(vote, votes_in_the_way(session, vote))
             assigned = assigned_trials(session, participant.id)
-    return VoteOut(**participant_state(participant, assigned).model_dump(), stored=True)
+    return VoteOut(**participant_state(session, participant, assigned).model_dump(), stored=True)
 
 
 def study_protocols(session: Session) -> dict[str, Protocol]:
@@ -435,9 +630,26 @@ def study_protocols(session: Session) -> dict[str, Protocol]:
             consent_markdown=study.consent_markdown,
             completion_url=study.completion_url,
             max_participants=study.max_participants,
+            break_every=DEFAULT_BREAK_EVERY if study.break_every is None else study.break_every,
         )
         for study in session.scalars(select(Study).order_by(Study.id))
     }
+
+
+def assigned_picture(session: Session, name: str, media_dir: str | Path | None) -> Path | None:
+    """The file behind a participant's own picture name (one side of one of their trials), or None."""
+    for column, stimulus in ((Assignment.left_name, Assignment.left_stimulus_id),
+                             (Assignment.right_name, Assignment.right_stimulus_id)):
+        row = session.execute(
+            select(Stimulus.file_name, Study.media_dir)
+            .join(Assignment, stimulus == Stimulus.id)
+            .join(Image, Image.id == Stimulus.image_id)
+            .join(Study, Study.id == Image.study_id)
+            .where(column == name)
+        ).first()
+        if row is not None:
+            return Path(media_dir or row.media_dir) / row.file_name
+    return None
 
 
 def stimulus_files(session: Session, media_dir: str | Path | None) -> dict[str, Path]:

@@ -23,6 +23,7 @@ import pytest
 from PIL import Image
 
 from study.prepare import prepare_study
+from study.protocol import Protocol
 
 PG_URL_VARIABLE = "COLORIZER_TEST_PG_URL"
 MODEL_A, MODEL_B = "dogs", "coco"
@@ -41,6 +42,9 @@ def tint(colour: str):
 
 
 FAKE_COLORIZERS = {MODEL_A: tint("red"), MODEL_B: tint("blue")}
+# The protocol of the tests' simulated participants, who answer at once: no minimum response time,
+# and every participant gets their code (the tests of those rules prepare studies of their own).
+SIMULATED = Protocol(min_response_ms=0, max_invalid_share=1.0)
 
 
 def write_photos(folder: Path, count: int, seed: int = 0) -> list[Path]:
@@ -107,7 +111,7 @@ class PreparedStudy:
 @pytest.fixture
 def prepared(db_url: str, study_photos: Path, tmp_path: Path) -> PreparedStudy:
     media_dir = tmp_path / "media"
-    prepare_study(db_url, STUDY, FAKE_COLORIZERS, study_photos, media_dir, n=4, seed=3, catch=2)
+    prepare_study(db_url, STUDY, FAKE_COLORIZERS, study_photos, media_dir, n=4, seed=3, catch=2, protocol=SIMULATED)
     return PreparedStudy(db_url, media_dir, n=4, catch=2)
 
 
@@ -205,5 +209,6 @@ def write_import(photos: Path, folder: Path, colour: str = "green") -> Path:
 def prepare_four_conditions(db_url: str, photos: Path, folder: Path, n: int = 6, **options) -> None:
     """Two models, the truth and an import on `n` photos: six pairs of conditions per photo."""
     imports = {IMPORT_NAME: write_import(photos, folder / "imported")}
+    options.setdefault("protocol", SIMULATED)
     prepare_study(db_url, STUDY, FAKE_COLORIZERS, photos, folder / "media", n=n, catch=options.pop("catch", 1),
                   truth=True, imports=imports, **options)

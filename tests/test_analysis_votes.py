@@ -185,7 +185,9 @@ def test_analyze_votes_command_draws_the_montages_of_a_prepared_study(tmp_path):
     out = tmp_path / "out"
     assert analyze_command("votes", "--db", db, "--study", "simulated-small", "--out", str(out)) == 0
     summary = json.loads((out / "summary.json").read_text())
-    assert (summary["n_participants"], summary["n_votes"], summary["studies"]) == (73, 219, ["simulated-small"])
+    # The paper's 73 participants and 219 votes, less the few simulated votes under 600 ms (invalid).
+    assert (summary["n_participants"], summary["studies"]) == (73, ["simulated-small"])
+    assert summary["n_votes"] + summary["invalid_votes_excluded"] == 219 and summary["invalid_votes_excluded"] < 5
     assert summary["models"]["dogs"]["images_won"] == 2  # 70% of three images, as in the paper
     assert sorted(summary["figures"]) == [
         "bradley_terry", "figure2", "most_even", "most_preferred_dogs", "most_preferred_generic", "win_matrix"]

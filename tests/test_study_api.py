@@ -95,7 +95,7 @@ def test_resent_vote_is_stored_once_and_conflicts_are_refused(client, prepared):
     vote(client, participant, first, "right", "vote-1", expected_status=409)  # same key, other content
     vote(client, participant, second, "left", "vote-1", expected_status=409)  # key reused for another trial
     rows = vote_rows(prepared.db_url)
-    assert [(r["trial_id"], r["choice"]) for r in rows] == [(first["trial_id"], "left")]
+    assert [r["choice"] for r in rows] == ["left"]
 
 
 @pytest.mark.parametrize(
@@ -241,12 +241,20 @@ def test_several_conditions_are_balanced_across_participants(tmp_path, study_pho
             participant = enrol(four)
             assert participant["total"] == 4 + 1
             answer_all(four, participant)
-    rows = [row for row in vote_rows(db_url) if not row["is_catch"]]
-    per_participant = Counter((row["participant_id"], row["image_id"]) for row in rows)
-    assert len(per_participant) == 12 * 4 and set(per_participant.values()) == {1}
+    votes = vote_rows(db_url)
+    rows = [row for row in votes if not row["is_catch"]]
+    per_participant = Counter((row["participant_id"], row["image_id"]) for row in votes)
+    assert len(per_participant) == 12 * 5 and set(per_participant.values()) == {1}
+    # Each of the 5 photos is a catch trial for 2 or 3 of the 12, a compared pair for the others,
+    # every pair of conditions shown equally often on it to within one.
+    catch_photos = Counter(row["image_id"] for row in votes if row["is_catch"])
+    assert len(catch_photos) == 5 and set(catch_photos.values()) <= {2, 3}
     shown = Counter((row["image_id"], frozenset((row["left_model"], row["right_model"]))) for row in rows)
-    assert len(shown) == 4 * 6 and set(shown.values()) == {2}
+    assert len(shown) == 5 * 6
+    for image in catch_photos:
+        counts = [count for (shown_image, _), count in shown.items() if shown_image == image]
+        assert max(counts) - min(counts) <= 1, counts
     for condition in FOUR_CONDITIONS:
         trials = [row for row in rows if condition in (row["left_model"], row["right_model"])]
         on_left = sum(row["left_model"] == condition for row in trials)
-        assert len(trials) == 24 and 10 <= on_left <= 14, (condition, on_left)
+        assert 21 <= len(trials) <= 27 and abs(on_left - len(trials) / 2) <= 2, (condition, on_left, len(trials))

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import shutil
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -17,7 +18,7 @@ from study.export import vote_rows
 from study.models import Participant
 from study.prepare import prepare_study
 from study.protocol import Protocol
-from tests.study_support import FAKE_COLORIZERS, STUDY, live_app, write_photos
+from tests.study_support import FAKE_COLORIZERS, SIMULATED, STUDY, live_app, write_photos
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -44,7 +45,8 @@ def live_server(tmp_path: Path, request):
     """The app (default 5 s exposure, or the `exposure_ms` parameter) on a free loopback port."""
     db_url = f"sqlite:///{tmp_path / 'votes.db'}"
     write_photos(tmp_path / "photos", 5)
-    prepare_study(db_url, STUDY, FAKE_COLORIZERS, tmp_path / "photos", tmp_path / "media", n=3, catch=1)
+    prepare_study(db_url, STUDY, FAKE_COLORIZERS, tmp_path / "photos", tmp_path / "media", n=3, catch=1,
+                  protocol=SIMULATED)
     with live_app(create_app(db_url, exposure_ms=getattr(request, "param", 5000))) as url:
         yield url, db_url
 
@@ -113,20 +115,31 @@ def test_participant_session(live_server):
     assert all(address.startswith(url) for address in requested), requested
 
 
+def await_the_choice(page) -> None:
+    """Until the pair has been shown and the page takes an answer (the pictures themselves may
+    already be gone again after a short exposure)."""
+    page.locator("button[data-choice=right]:enabled").wait_for()
+
+
+def answer_everything(page, url: str) -> None:
+    """An anonymous participant who consents and answers the 4 trials at once."""
+    page.goto(url)
+    page.check("#consent-check")
+    page.click("#start")
+    for answered in range(4):
+        page.locator(".progress-text", has_text=f"{answered} / 4").wait_for()
+        await_the_choice(page)
+        page.keyboard.press("ArrowRight")
+    page.locator("#done").wait_for(state="visible")
+
+
 @pytest.mark.parametrize("live_server", [300], indirect=True)
 def test_next_anonymous_person_on_a_shared_computer_starts_afresh(live_server):
     url, db_url = live_server
     with sync_api.sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         page = browser.new_page()
-        page.goto(url)
-        page.check("#consent-check")
-        page.click("#start")
-        for answered in range(4):
-            page.locator(".progress-text", has_text=f"{answered} / 4").wait_for()
-            page.locator("#frame-left img").wait_for(state="attached")
-            page.keyboard.press("ArrowRight")
-        page.locator("#done").wait_for(state="visible")
+        answer_everything(page, url)
         first_code = page.locator("#completion-code").inner_text()
 
         # The next person opens the page in the same browser: the previous thank-you page, with a way out.
@@ -171,7 +184,8 @@ def test_the_page_tells_the_participant_their_answers_are_kept_when_storage_fail
 
     db_url = f"sqlite:///{tmp_path / 'votes.db'}"
     write_photos(tmp_path / "photos", 5)
-    prepare_study(db_url, STUDY, FAKE_COLORIZERS, tmp_path / "photos", tmp_path / "media", n=3, catch=1)
+    prepare_study(db_url, STUDY, FAKE_COLORIZERS, tmp_path / "photos", tmp_path / "media", n=3, catch=1,
+                  protocol=SIMULATED)
     app = create_app(db_url, exposure_ms=300, patience_ms=1000)
     engine = app.state.study.database.engine
 
@@ -185,7 +199,7 @@ def test_the_page_tells_the_participant_their_answers_are_kept_when_storage_fail
         page.goto(url)
         page.check("#consent-check")
         page.click("#start")
-        page.locator("#frame-left img").wait_for(state="attached")
+        await_the_choice(page)
         event.listen(engine, "before_cursor_execute", disk_full)
         page.keyboard.press("ArrowLeft")
         page.locator(".status", has_text="Your answers are not lost").wait_for(timeout=30_000)
@@ -199,15 +213,18 @@ def test_the_page_tells_the_participant_their_answers_are_kept_when_storage_fail
 def prepare_with_protocol(tmp_path: Path, **options) -> str:
     db_url = f"sqlite:///{tmp_path / 'votes.db'}"
     write_photos(tmp_path / "photos", 6)
+    options.setdefault("protocol", SIMULATED)
     prepare_study(db_url, STUDY, FAKE_COLORIZERS, tmp_path / "photos", tmp_path / "media", n=3, catch=1, **options)
     return db_url
 
 
 def test_consent_practice_trials_and_the_redirect_to_the_recruiting_site(tmp_path):
+    """Also issue 25's page: a fixation cross before each pair, a screen at the end of the practice,
+    a counter that counts only the counted trials, and a break screen (here after every 2)."""
     completion = "https://recruiter.example/complete?cc={code}"
     consent = "## Colour study\n\nResearcher: Ada Lovelace. Ethics contact: ethics@example.org.\n"
-    protocol = Protocol(exposure_ms=2000, question="Which one looks more natural?", consent_markdown=consent,
-                        completion_url=completion)
+    protocol = replace(SIMULATED, exposure_ms=2000, question="Which one looks more natural?",
+                       consent_markdown=consent, completion_url=completion, break_every=2)
     db_url = prepare_with_protocol(tmp_path, practice=1, protocol=protocol)
     with live_app(create_app(db_url)) as url, sync_api.sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
@@ -222,11 +239,25 @@ def test_consent_practice_trials_and_the_redirect_to_the_recruiting_site(tmp_pat
         page.check("#consent-check")
         page.click("#start")
         for answered in range(5):
-            page.locator(".progress-text", has_text=f"{answered} / 5").wait_for()
+            counter = "Practice" if answered == 0 else f"{answered - 1} / 4"
+            page.locator(".progress-text", has_text=counter).wait_for()
+            # The cross first, alone; then the pair.
+            page.locator(".fixation").wait_for(state="visible")
+            assert page.locator(".frame img").count() == 0
             page.locator("#frame-left img").wait_for(state="attached")
+            assert page.locator(".fixation").is_hidden()
             assert page.locator(".practice-note").is_visible() == (answered == 0)
             assert page.locator(".prompt").inner_text() == "Which one looks more natural?"
             page.keyboard.press("ArrowLeft")
+            if answered == 0:  # the end of the practice: nothing counted yet, and it says so
+                page.locator("#practice-end").wait_for(state="visible")
+                assert "4 pairs to go" in page.locator("#practice-end").inner_text()
+                assert page.locator("#trial").is_hidden()
+                page.click("#practice-end button")
+            if answered == 2:  # 2 counted trials answered: a break
+                page.locator("#break").wait_for(state="visible")
+                assert "2 of 4 pairs done" in page.locator("#break").inner_text()
+                page.keyboard.press("Enter")
         page.wait_for_url("https://recruiter.example/complete?cc=*")
         code = page.url.rsplit("=", 1)[1]
         browser.close()
@@ -268,3 +299,17 @@ def test_on_a_phone_the_pictures_are_stacked_upright_and_fit_sideways(tmp_path, 
     with database_session(db_url) as session:
         participant = session.scalars(select(Participant)).one()
     assert (participant.viewport_width, participant.viewport_height) == (width, height)
+
+
+def test_a_participant_answering_faster_than_anyone_can_gets_no_code(tmp_path):
+    """The default protocol: votes under 600 ms (and a fixation cross) are invalid, and a session of
+    mostly invalid votes ends without a completion code, saying why."""
+    db_url = prepare_with_protocol(tmp_path, protocol=Protocol(exposure_ms=300))
+    with live_app(create_app(db_url)) as url, sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = browser.new_page()
+        answer_everything(page, url)
+        assert page.locator("#code-withheld").is_visible() and page.locator("#code-given").is_hidden()
+        assert "cannot be counted" in page.locator("#done").inner_text()
+        browser.close()
+    assert all(row["invalid"] for row in vote_rows(db_url))

@@ -13,8 +13,10 @@ import pytest
 from analysis import cli as analysis_cli
 from analysis.simulate import BradleyTerryChooser
 from study.app import create_app
+from study.db import database_session
 from study.export import stimuli
 from study.models import CATCH_MODEL
+from study.service import assigned_picture
 from tests.study_support import (
     FOUR_CONDITIONS,
     IMPORT_NAME,
@@ -33,7 +35,19 @@ PARTICIPANTS = 72
 PHOTOS = 6
 
 
-def run_participant(http: httpx.Client, external_id: str, condition_of: dict[str, str], chooser) -> int:
+def condition_shown(db_url: str):
+    """What the researcher knows and the participant does not: the condition behind a picture URL
+    (each participant's own name for it)."""
+    file_model = {row["file_name"]: row["model"] for row in stimuli(db_url)}
+
+    def condition_of(url: str) -> str:
+        with database_session(db_url) as session:
+            return file_model[assigned_picture(session, url.removeprefix("/media/"), None).name]
+
+    return condition_of
+
+
+def run_participant(http: httpx.Client, external_id: str, condition_of, chooser) -> int:
     """Enrol, then answer each trial as it is released: catch trials by picking the intact side,
     the others by the chooser. Returns the number of votes cast."""
     enrolled = http.post("/api/participants", json={"external_id": external_id})
@@ -42,13 +56,14 @@ def run_participant(http: httpx.Client, external_id: str, condition_of: dict[str
     votes = 0
     while state["trials"]:
         trial = state["trials"][0]
-        left, right = (condition_of[trial[side].removeprefix("/media/")] for side in ("left", "right"))
+        left, right = (condition_of(trial[side]) for side in ("left", "right"))
         if CATCH_MODEL in (left, right):
             choice = "right" if left == CATCH_MODEL else "left"
         else:
             choice = "left" if chooser.choose(left, right, external_id) == left else "right"
         body = {"participant_id": state["participant_id"], "trial_id": trial["trial_id"], "choice": choice,
-                "rt_ms": 1500, "client_vote_id": f"{external_id}-{votes}"}
+                # Answered at once: a claimed time the server's clock contradicts would make it invalid.
+                "rt_ms": 100, "client_vote_id": f"{external_id}-{votes}"}
         answer = http.post("/api/votes", json=body, headers={TOKEN_HEADER: token})
         assert answer.status_code == 200, answer.text
         state, votes = answer.json(), votes + 1
@@ -59,7 +74,7 @@ def run_participant(http: httpx.Client, external_id: str, condition_of: dict[str
 def test_four_conditions_through_the_server_recover_the_strengths(tmp_path, study_photos):
     db_url = f"sqlite:///{tmp_path / 'votes.db'}"
     prepare_four_conditions(db_url, study_photos, tmp_path, n=PHOTOS, catch=1, practice=1)
-    condition_of = {row["file_name"]: row["model"] for row in stimuli(db_url)}
+    condition_of = condition_shown(db_url)
     chooser = BradleyTerryChooser(STRENGTHS, participant_spread=0.3, seed=0)
     with live_app(create_app(db_url)) as url, httpx.Client(base_url=url, timeout=60) as http:
         votes = [run_participant(http, f"sim-{number:03d}", condition_of, chooser) for number in range(PARTICIPANTS)]

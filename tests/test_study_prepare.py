@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import random
 import re
 import shutil
 from pathlib import Path
@@ -18,7 +19,7 @@ from study.cli import register
 from study.db import database_session, make_engine
 from study.export import stimuli, vote_rows
 from study.models import CATCH_MODEL, Trial
-from study.prepare import degrade, prepare_study
+from study.prepare import prepare_study, wrong_hue
 from tests import study_support as support
 from tests.study_support import FAKE_COLORIZERS, MODEL_A, MODEL_B, STUDY, answer_all, enrol, write_photos
 
@@ -34,8 +35,9 @@ def run_cli(*argv: str) -> int:
 
 def test_stimuli_are_full_size_under_opaque_names(prepared):
     files = stimuli(prepared.db_url)
-    assert len(files) == 2 * (prepared.n + prepared.catch)
-    assert sum(f["model"] == CATCH_MODEL for f in files) == prepared.catch
+    # Every photo of the pool has both models' pictures and a degraded one (for its catch trials).
+    assert len(files) == 3 * (prepared.n + prepared.catch)
+    assert sum(f["model"] == CATCH_MODEL for f in files) == prepared.n + prepared.catch
     assert {f["model"] for f in files} == {MODEL_A, MODEL_B, CATCH_MODEL}
     for f in files:
         path = Path(f["path"])
@@ -46,19 +48,25 @@ def test_stimuli_are_full_size_under_opaque_names(prepared):
     assert sorted(p.name for p in prepared.media_dir.iterdir()) == sorted(Path(f["path"]).name for f in files)
 
 
-def test_catch_side_is_blurred_and_inverted(prepared):
-    by_image: dict[int, dict[str, Path]] = {}
-    for f in stimuli(prepared.db_url):
-        by_image.setdefault(f["image_id"], {})[f["model"]] = Path(f["path"])
-    catch_pairs = [pair for pair in by_image.values() if CATCH_MODEL in pair]
-    assert len(catch_pairs) == prepared.catch
-    for pair in catch_pairs:
-        (good,) = (path for model, path in pair.items() if model != CATCH_MODEL)
-        with Image.open(good) as good_image, Image.open(pair[CATCH_MODEL]) as degraded:
-            expected = np.asarray(degrade(good_image.convert("RGB")), dtype=float)
-            difference = np.asarray(ImageChops.difference(good_image.convert("RGB"), degraded), dtype=float)
-            assert np.abs(np.asarray(degraded, dtype=float) - expected).mean() < 8  # JPEG noise only
-            assert difference.mean() > 40
+def test_catch_side_has_the_wrong_hues_and_the_same_lightness(prepared):
+    from skimage.color import rgb2lab
+
+    with database_session(prepared.db_url) as session:
+        catch_trials = session.scalars(select(Trial).where(Trial.is_catch)).all()
+        sides = [(trial.stimulus_a.file_name, trial.stimulus_b.file_name, trial.stimulus_b.model) for trial in catch_trials]
+    assert len(sides) == prepared.n + prepared.catch
+    for good_name, degraded_name, model in sides:
+        assert model == CATCH_MODEL
+        with Image.open(prepared.media_dir / good_name) as good, Image.open(prepared.media_dir / degraded_name) as bad:
+            good_lab, bad_lab = rgb2lab(np.asarray(good.convert("RGB"))), rgb2lab(np.asarray(bad.convert("RGB")))
+        assert np.abs(good_lab[..., 0] - bad_lab[..., 0]).mean() < 3  # the same lightness
+        hue_turn = np.angle(np.exp(1j * (np.arctan2(bad_lab[..., 2], bad_lab[..., 1])
+                                         - np.arctan2(good_lab[..., 2], good_lab[..., 1]))), deg=True)
+        assert np.median(np.abs(hue_turn)) > 90  # hues far off
+    photo = Image.fromarray(np.random.default_rng(0).integers(100, 156, (20, 30, 3), dtype=np.uint8))
+    turned = rgb2lab(np.asarray(wrong_hue(photo, random.Random(0))))
+    chroma = np.hypot(*rgb2lab(np.asarray(photo))[..., 1:].transpose(2, 0, 1))
+    assert np.abs(np.hypot(*turned[..., 1:].transpose(2, 0, 1)) - chroma).mean() < 0.15 * chroma.mean()
 
 
 def sampled_sources(tmp_path: Path, photos: Path, seed: int, name: str) -> list[str]:
@@ -81,7 +89,7 @@ def test_unreadable_photos_are_skipped_with_a_warning(tmp_path, capsys):
     db_url = f"sqlite:///{tmp_path / 'votes.db'}"
     prepare_study(db_url, STUDY, FAKE_COLORIZERS, photos, tmp_path / "media", n=2, catch=1)
     assert "warning: skipping unreadable image" in capsys.readouterr().err
-    assert len(stimuli(db_url)) == 6
+    assert len(stimuli(db_url)) == 3 * 3  # two models and a degraded picture per photo
 
 
 @pytest.mark.parametrize(
@@ -179,7 +187,7 @@ def test_cli_prepare_with_real_checkpoints(tiny_checkpoint, study_photos, tmp_pa
     argv += ["--db", db_url, "--media", str(tmp_path / "media")]
     assert run_cli(*argv, "--models", str(tiny_checkpoint), str(second)) == 0
     files = stimuli(db_url)
-    assert len(files) == 6 and {f["model"] for f in files} == {str(tiny_checkpoint), str(second), CATCH_MODEL}
+    assert len(files) == 3 * 3 and {f["model"] for f in files} == {str(tiny_checkpoint), str(second), CATCH_MODEL}
     with pytest.raises(UserError, match="different models"):
         run_cli(*argv, "--models", "a", "a")
 
@@ -216,8 +224,8 @@ def test_conditions_are_models_truth_and_imports_matched_by_stem(tmp_path, study
     by_image: dict[int, dict[str, Path]] = {}
     for f in files:
         by_image.setdefault(f["image_id"], {})[f["model"]] = Path(f["path"])
-    compared = [pair for pair in by_image.values() if set(pair) == set(support.FOUR_CONDITIONS)]
-    assert len(compared) == 3 and len(by_image) == 3 + 2 + 1
+    compared = [pair for pair in by_image.values() if set(pair) >= set(support.FOUR_CONDITIONS)]
+    assert len(compared) == 3 + 2 and len(by_image) == 3 + 2 + 1
     sources = {f["image_id"]: Path(f["source"]) for f in files}
     for image_id, pair in by_image.items():
         if "truth" in pair:  # the original photo itself, JPEG-compressed
@@ -230,8 +238,9 @@ def test_conditions_are_models_truth_and_imports_matched_by_stem(tmp_path, study
                 assert green > red + 10 and green > blue + 10
     with database_session(db_url) as session:
         trials = session.scalars(select(Trial)).all()
-        assert len(trials) == 3 * 6 + 2 + 1  # a trial per pair of conditions, one per catch or practice photo
-        assert sum(bool(t.is_practice) for t in trials) == 1 and sum(t.is_catch for t in trials) == 2
+        # Per photo of the pool a trial per pair of conditions and a catch trial; one per practice photo.
+        assert len(trials) == (3 + 2) * (6 + 1) + 1
+        assert sum(bool(t.is_practice) for t in trials) == 1 and sum(t.is_catch for t in trials) == 3 + 2
 
 
 def test_missing_imports_are_named_in_one_line_and_nothing_is_written(tmp_path, study_photos):
@@ -281,7 +290,7 @@ def test_cli_exports_the_stimuli(tmp_path, study_photos):
     assert list(rows[0]) == ["file_name", "image_id", "model", "study"]
     assert sorted(p.name for p in (tmp_path / "media").iterdir()) == sorted(row["file_name"] for row in rows)
     assert {row["model"] for row in rows} == {*support.FOUR_CONDITIONS, CATCH_MODEL}
-    assert sum(row["model"] == "truth" for row in rows) == 2
+    assert sum(row["model"] == "truth" for row in rows) == 2 + 1  # the compared and the catch photo
 
 
 def test_cli_parses_imports(tmp_path):

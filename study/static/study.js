@@ -98,11 +98,49 @@ function preloadTrial(trial) {
   return Promise.all([preload(trial.left), preload(trial.right)]);
 }
 
-function setProgress(answered, total) {
-  $(".progress-fill").style.width = `${(100 * answered) / Math.max(total, 1)}%`;
+// The progress of the counted trials: practice trials (the first `state.practice`) are not counted.
+function counted(state) {
+  const practice = state.practice || 0;
+  return { answered: Math.max(0, state.answered - practice), total: state.total - practice };
+}
+
+function setProgress(state, inPractice) {
+  const { answered, total } = counted(state);
+  $(".progress-fill").style.width = inPractice ? "0%" : `${(100 * answered) / Math.max(total, 1)}%`;
   $(".progress").setAttribute("aria-valuemax", total);
   $(".progress").setAttribute("aria-valuenow", answered);
-  $(".progress-text").textContent = `${answered} / ${total}`;
+  $(".progress-text").textContent = inPractice ? "Practice" : `${answered} / ${total}`;
+}
+
+// A screen between trials (the end of the practice, a break) that waits for Continue (or Enter).
+function pause(sectionId, message) {
+  $(`#${sectionId} .pause-message`).textContent = message;
+  show(sectionId);
+  const button = $(`#${sectionId} button`);
+  button.focus();
+  return new Promise((resolve) => {
+    const done = () => {
+      document.removeEventListener("keydown", onKey);
+      button.onclick = null;
+      show("trial");
+      resolve();
+    };
+    const onKey = (event) => {
+      if (event.key === "Enter" || event.key === " ") done();
+    };
+    document.addEventListener("keydown", onKey);
+    button.onclick = done;
+  });
+}
+
+// A fixation cross where the pair will appear, for config.fixationMs, so every pair is looked at
+// from the same point and none appears by surprise.
+async function fixate() {
+  $("#frame-left").replaceChildren();
+  $("#frame-right").replaceChildren();
+  $(".fixation").hidden = false;
+  await sleep(config.fixationMs);
+  $(".fixation").hidden = true;
 }
 
 // Resolves with "left" or "right" from a button or an arrow key.
@@ -188,13 +226,22 @@ async function runTrials(saved, state) {
     if (!loading.has(trial.trial_id)) loading.set(trial.trial_id, preloadTrial(trial));
     return loading.get(trial.trial_id);
   };
+  let previous = null; // the trial answered just before, on this page (none after a reload)
   while (state.trials.length) {
-    setProgress(state.answered, state.total);
     const [current, next] = state.trials;
+    const progress = counted(state);
+    if (previous && previous.practice && !current.practice) {
+      await pause("practice-end", `From now on your answers count: ${progress.total} pairs to go.`);
+    } else if (previous && !previous.practice && config.breakEvery && progress.answered % config.breakEvery === 0) {
+      await pause("break", `${progress.answered} of ${progress.total} pairs done. Rest your eyes for a moment.`);
+    }
+    previous = current;
+    setProgress(state, current.practice);
     $(".practice-note").hidden = !current.practice;
     const images = await load(current);
     loading.delete(current.trial_id);
     if (next) load(next);
+    await fixate();
     const measured = await showTrial(images);
     const vote = {
       participant_id: saved.participantId,
@@ -210,8 +257,10 @@ async function runTrials(saved, state) {
     state = (await sendVote(saved, vote)) ||
       (await api("GET", `/api/participants/${saved.participantId}`, null, { token: saved.token }));
   }
-  setProgress(state.answered, state.total);
-  $("#completion-code").textContent = state.completion_code;
+  setProgress(state, false);
+  $("#completion-code").textContent = state.completion_code || "";
+  $("#code-given").hidden = Boolean(state.completion_withheld);
+  $("#code-withheld").hidden = !state.completion_withheld;
   if (state.completion_url) {
     // Back to the recruiting site with the code, as Prolific expects; the link is there if this fails.
     $("#redirect-link").href = state.completion_url;
