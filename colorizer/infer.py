@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from colorizer import checkpoint
+from colorizer import checkpoint, export
 from colorizer.bins import ab_bins
 from colorizer.color import lab_to_rgb, normalize_l, rgb_to_lab
 from colorizer.decode import DEFAULT_TEMPERATURE, colorize_lab, colorize_logits, entropy, upsample
@@ -25,10 +25,24 @@ from colorizer.images import check_size, to_pil, to_rgb_tensor
 
 BUNDLED_MODELS = ("generic", "dogs")
 DEFAULT_MODEL = "generic"
+BACKENDS = ("auto", "torch", "onnxruntime")
 
 
 def bundled_model_path(name: str) -> Path:
     return Path(str(resources.files("colorizer") / "weights" / f"{name}.safetensors"))
+
+
+def model_path(name_or_path: str | os.PathLike) -> Path:
+    """The weights file of a bundled model's name, a checkpoint file or a run folder."""
+    text = str(name_or_path)
+    if text in BUNDLED_MODELS:
+        path = bundled_model_path(text)
+        if not path.is_file():
+            raise UserError(f"bundled model {text!r} is missing from this installation ({path})")
+        return path
+    if Path(text).exists():
+        return checkpoint.resolve(text)
+    raise UserError(f"unknown model {text!r}: give {' or '.join(BUNDLED_MODELS)}, a checkpoint file or a run folder")
 
 
 def bf16_is_fast(device: torch.device) -> bool:
@@ -36,6 +50,25 @@ def bf16_is_fast(device: torch.device) -> bool:
     if device.type == "cuda":
         return torch.cuda.is_bf16_supported()
     return device.type == "cpu" and torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
+
+
+def choose_backend(backend: str, device: torch.device, precision: str = "auto") -> str:
+    """Which of "torch" and "onnxruntime" runs the network. "auto": PyTorch on a GPU, in bf16, or on a CPU
+    with native bf16; elsewhere ONNX Runtime in float32 where it is installed, which is about 2 to 3
+    times faster there than PyTorch's fp32 paths (docs/benchmarks.md)."""
+    if backend not in BACKENDS:
+        raise UserError(f"unknown backend {backend!r}: give {', '.join(BACKENDS)}")
+    if backend == "onnxruntime":
+        if device.type != "cpu":
+            raise UserError(f"the onnxruntime backend runs on the CPU, not {device}: use backend torch there")
+        if precision == "bf16":
+            raise UserError("the onnxruntime backend computes in fp32: use precision fp32 or auto, or backend torch")
+        if not export.available():
+            raise UserError(export.MISSING)
+        return backend
+    if backend == "torch" or device.type != "cpu" or precision == "bf16" or bf16_is_fast(device):
+        return "torch"
+    return "onnxruntime" if export.available() else "torch"
 
 
 @dataclass
@@ -55,12 +88,20 @@ def gray_image(lightness: torch.Tensor) -> Image.Image:
 class Colorizer:
     """A trained network plus its decoding; colorizes PIL images of any size, mode and aspect ratio."""
 
-    def __init__(self, model: torch.nn.Module, config: dict[str, Any], device: str | torch.device = "cpu",
-                 precision: str = "auto", optimize: bool = False, name: str | None = None):
+    def __init__(self, model: torch.nn.Module | export.OnnxRuntimeNetwork, config: dict[str, Any],
+                 device: str | torch.device = "cpu", precision: str = "auto", optimize: bool = False,
+                 name: str | None = None, backend: str = "torch"):
         self.device = resolve_device(device)
         self.config = config
         self.name = name or config.get("name", "model")
         self.input_size = int(config.get("input_size", 224))
+        if isinstance(model, export.OnnxRuntimeNetwork) and backend != "onnxruntime":
+            raise UserError(f"model {self.name!r} is an ONNX file, which runs on the onnxruntime backend only")
+        self.backend = choose_backend(backend, self.device, precision)
+        if self.backend == "onnxruntime":  # the session optimises its graph itself: `optimize` has nothing to add
+            self.dtype = torch.float32
+            self.network = model if isinstance(model, export.OnnxRuntimeNetwork) else export.runtime_network(model, config)
+            return
         bf16 = precision == "bf16" or (precision == "auto" and bf16_is_fast(self.device))
         self.dtype = torch.bfloat16 if bf16 else torch.float32
         # channels_last lets oneDNN / cuDNN pick their fastest convolution kernels; whole-model bf16
@@ -88,25 +129,23 @@ class Colorizer:
 
     @classmethod
     def load(cls, name_or_path: str | os.PathLike = DEFAULT_MODEL, device: str | torch.device = "cpu",
-             precision: str = "auto", optimize: bool = False) -> Colorizer:
-        """A bundled model by name ("generic", "dogs"), a checkpoint file (.safetensors/.json) or a run folder.
+             precision: str = "auto", optimize: bool = False, backend: str = "auto") -> Colorizer:
+        """A bundled model by name ("generic", "dogs"), a checkpoint file (.safetensors/.json), a run folder
+        or an ONNX file made by `colorizer export`.
 
         `device` is "cpu", "cuda", "cuda:N" or "auto" (a CUDA GPU where there is one);
         `precision` is "auto" (bf16 where the device computes it natively), "bf16" or "fp32";
-        `optimize` freezes the network into a faster graph (a few seconds once; see `_frozen_graph`).
+        `optimize` freezes the network into a faster graph (a few seconds once; see `_frozen_graph`);
+        `backend` is "torch", "onnxruntime" (CPU, fp32; exported once and cached, see colorizer/export.py)
+        or "auto" (see `choose_backend`).
         """
-        text = str(name_or_path)
-        if text in BUNDLED_MODELS:
-            path = bundled_model_path(text)
-            if not path.is_file():
-                raise UserError(f"bundled model {text!r} is missing from this installation ({path})")
-        elif Path(text).exists():
-            path = checkpoint.resolve(text)
-        else:
-            raise UserError(f"unknown model {text!r}: give {' or '.join(BUNDLED_MODELS)}, a checkpoint file or a run folder")
-        model, config = checkpoint.load_model(path)
-        name = text if text in BUNDLED_MODELS else Path(text).stem
-        return cls(model, config, device=device, precision=precision, optimize=optimize, name=name)
+        name = str(name_or_path) if str(name_or_path) in BUNDLED_MODELS else Path(name_or_path).stem
+        if str(name_or_path).endswith(".onnx") and Path(name_or_path).is_file():
+            data, config = export.read(name_or_path)
+            backend = "onnxruntime" if backend == "auto" else backend
+            return cls(export.OnnxRuntimeNetwork(data), config, device=device, precision=precision, name=name, backend=backend)
+        model, config = checkpoint.load_model(model_path(name_or_path))
+        return cls(model, config, device=device, precision=precision, optimize=optimize, name=name, backend=backend)
 
     @property
     def takes_hints(self) -> bool:
