@@ -11,6 +11,7 @@ The file's metadata holds the checkpoint's config (`colorizer_config`) and how t
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
@@ -193,8 +194,6 @@ def runtime_network(network: torch.nn.Module, config: dict[str, Any]) -> OnnxRun
     except UserError:
         pass  # not there yet, or unreadable: made again
     data = onnx_bytes(network, config)
-    try:
+    with contextlib.suppress(OSError):  # a read-only home still runs, exporting at each load
         write_bytes(path, data)
-    except OSError:
-        pass  # a read-only home still runs, exporting at each load
     return OnnxRuntimeNetwork(data)
