@@ -181,14 +181,19 @@ def cache_dir() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "colorizer"
 
 
-def runtime_network(network: torch.nn.Module, config: dict[str, Any]) -> OnnxRuntimeNetwork:
-    """The network on ONNX Runtime. Exporting takes seconds, so the export is kept in `cache_dir()` under
-    a hash of the weights, the config and the torch version, and reused by later loads."""
+def model_digest(network: torch.nn.Module, config: dict[str, Any]) -> str:
+    """A hash of the weights, the config and the torch version: what names a model's cached files."""
     digest = hashlib.sha256(json.dumps([FORMAT, torch.__version__, config], sort_keys=True, default=str).encode())
     for name, tensor in network.state_dict().items():
         digest.update(name.encode())
         digest.update(tensor.detach().float().cpu().contiguous().numpy().tobytes())
-    path = cache_dir() / "onnx" / f"{digest.hexdigest()[:32]}.onnx"
+    return digest.hexdigest()[:32]
+
+
+def runtime_network(network: torch.nn.Module, config: dict[str, Any], digest: str | None = None) -> OnnxRuntimeNetwork:
+    """The network on ONNX Runtime. Exporting takes seconds, so the export is kept in `cache_dir()` under
+    `model_digest` and reused by later loads."""
+    path = cache_dir() / "onnx" / f"{digest or model_digest(network, config)}.onnx"
     try:
         return OnnxRuntimeNetwork(read(path)[0])
     except UserError:

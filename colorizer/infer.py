@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
+import copy
+import hashlib
+import json
 import os
+import statistics
+import time
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -15,6 +21,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from colorizer import checkpoint, export
+from colorizer.atomic import write_text
 from colorizer.bins import ab_bins
 from colorizer.color import lab_to_rgb, normalize_l, rgb_to_lab
 from colorizer.decode import DEFAULT_TEMPERATURE, colorize_lab, colorize_logits, entropy, upsample
@@ -45,6 +52,15 @@ def model_path(name_or_path: str | os.PathLike) -> Path:
     raise UserError(f"unknown model {text!r}: give {' or '.join(BUNDLED_MODELS)}, a checkpoint file or a run folder")
 
 
+def machine_name() -> str:
+    """A short hash of what decides which backend is faster here: the CPU, its threads and the libraries."""
+    cpu = next((line for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("model name")), "") \
+        if Path("/proc/cpuinfo").is_file() else ""
+    described = [cpu, torch.get_num_threads(), torch.__version__, torch.backends.cpu.get_cpu_capability(),
+                 os.environ.get("ONEDNN_MAX_CPU_ISA", "")]
+    return hashlib.sha256(json.dumps(described).encode()).hexdigest()[:12]
+
+
 def bf16_is_fast(device: torch.device) -> bool:
     """bf16 pays off on CUDA and on CPUs with native bf16 matrix units (AVX512-BF16, AMX)."""
     if device.type == "cuda":
@@ -54,8 +70,9 @@ def bf16_is_fast(device: torch.device) -> bool:
 
 def choose_backend(backend: str, device: torch.device, precision: str = "auto") -> str:
     """Which of "torch" and "onnxruntime" runs the network. "auto": PyTorch on a GPU, in bf16, or on a CPU
-    with native bf16; elsewhere ONNX Runtime in float32 where it is installed, which is about 2 to 3
-    times faster there than PyTorch's fp32 paths (docs/benchmarks.md)."""
+    with native bf16; elsewhere ONNX Runtime in float32 where it is installed, which is faster there
+    than PyTorch's fp32 paths (docs/benchmarks.md). With native bf16 and `optimize`, the Colorizer then
+    times both on this CPU once (`Colorizer._measured_backend`)."""
     if backend not in BACKENDS:
         raise UserError(f"unknown backend {backend!r}: give {', '.join(BACKENDS)}")
     if backend == "onnxruntime":
@@ -98,6 +115,9 @@ class Colorizer:
         if isinstance(model, export.OnnxRuntimeNetwork) and backend != "onnxruntime":
             raise UserError(f"model {self.name!r} is an ONNX file, which runs on the onnxruntime backend only")
         self.backend = choose_backend(backend, self.device, precision)
+        if (backend == "auto" and optimize and self.backend == "torch" and self.device.type == "cpu" and precision == "auto"
+                and export.available()):
+            self.backend = self._measured_backend(model)
         if self.backend == "onnxruntime":  # the session optimises its graph itself: `optimize` has nothing to add
             self.dtype = torch.float32
             self.network = model if isinstance(model, export.OnnxRuntimeNetwork) else export.runtime_network(model, config)
@@ -109,6 +129,29 @@ class Colorizer:
         self.network = model.eval().to(self.device, self.dtype).to(memory_format=torch.channels_last)
         if optimize:
             self.network = self._frozen_graph(self.network)
+
+    def _measured_backend(self, model: torch.nn.Module) -> str:
+        """On a CPU with native bf16, the faster of the frozen bf16 graph and ONNX Runtime in float32 for
+        this network here, which depends on the network (docs/benchmarks.md): timed once, then kept in
+        the export cache under the weights' and the machine's names."""
+        record = export.cache_dir() / "choices" / f"{export.model_digest(model, self.config)}-{machine_name()}.json"
+        with contextlib.suppress(OSError, ValueError, KeyError):
+            return json.loads(record.read_text())["backend"]
+        size = self.input_size
+        inputs = (torch.zeros(1, 1, size, size),) + ((empty_hints(1, size, size),) if self.takes_hints else ())
+        seconds = {}
+        for backend in ("torch", "onnxruntime"):
+            candidate = Colorizer(copy.deepcopy(model), self.config, self.device, optimize=True, backend=backend)
+            times = []
+            for _ in range(4):  # the first call of either still sets things up
+                start = time.perf_counter()
+                candidate._forward(*inputs)
+                times.append(time.perf_counter() - start)
+            seconds[backend] = statistics.median(times[1:])
+        choice = min(seconds, key=seconds.get)
+        with contextlib.suppress(OSError):
+            write_text(record, json.dumps({"backend": choice, "seconds": seconds}))
+        return choice
 
     def _frozen_graph(self, model: torch.nn.Module) -> torch.nn.Module:
         """The network traced and frozen: batch norms folded into convolutions, weights pre-packed for

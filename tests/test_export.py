@@ -217,3 +217,18 @@ def test_bad_exports_are_one_line_errors_that_write_nothing(plain_run, tmp_path,
     code, _, err = run(capsys, "export", "--model", fake, "--out", out)
     assert code == 1 and "not a weights file" in err and len(err.strip().splitlines()) == 1
     assert out.read_bytes() == b"kept" and [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+def test_auto_times_both_backends_once_where_bf16_is_native(plain_run, monkeypatch):
+    import colorizer.infer as infer
+
+    monkeypatch.setattr(infer, "bf16_is_fast", lambda device: device.type == "cpu")
+    first = Colorizer.load(plain_run, optimize=True)
+    records = list((export.cache_dir() / "choices").glob("*.json"))
+    assert len(records) == 1
+    record = json.loads(records[0].read_text())
+    assert first.backend == record["backend"] == min(record["seconds"], key=record["seconds"].get)
+    monkeypatch.setattr(infer.statistics, "median", lambda times: pytest.fail("timed again"))
+    again = Colorizer.load(plain_run, optimize=True)
+    assert again.backend == first.backend and again.colorize(photo(40, 30)).size == (40, 30)
+    assert Colorizer.load(plain_run).backend == "torch"  # without `optimize`, one photo: nothing timed
