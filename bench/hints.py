@@ -7,13 +7,15 @@ at a random spot. Also reported: a whole click that places a hint, which first a
 likeliest colours there (`Colorizer.suggest`). Uses the bundled default model if it takes hints;
 otherwise (until it is retrained with hint inputs) a randomly initialised effnet-lite0 with hint inputs
 at the same 160 px working size (the same compute), and says so. Goal: 0.3 s.
-The last line printed is `median_s=<seconds> goal_s=0.3 ratio=<median / goal>`.
+The model is loaded as the demo loads it (`optimize=True`, backend "auto") and, in the same run and
+interleaved with it, on the PyTorch backend (the demo's path before backends), so the two compare.
+The last line printed is `median_s=<seconds> goal_s=0.3 ratio=<median / goal> torch_median_s=<seconds>
+backend=<auto's pick>`.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
 import random
 import statistics
 import sys
@@ -24,7 +26,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.demo import cpu_name, untrained_model  # noqa: E402
+from bench.demo import untrained_model  # noqa: E402
 
 GOAL_S = 0.3
 
@@ -47,7 +49,9 @@ def main() -> None:
     import torch
     from PIL import Image
 
+    from bench.machine import describe
     from colorizer.decode import DEFAULT_TEMPERATURE
+    from colorizer.infer import Colorizer
     from demo.app import EXAMPLES_DIR
     from demo.logic import HintBoard, HintEditor, Models, save_jpeg, save_png
 
@@ -60,37 +64,45 @@ def main() -> None:
         photo = tmp / "photo.jpg"
         with Image.open(EXAMPLES_DIR / "church.jpg") as example:
             example.resize((1024, 768), Image.LANCZOS).save(photo, quality=90)
-        editor = HintEditor(Models({"generic": source}))  # loaded as the demo loads it: the frozen graph
+        # loaded as the demo loads them: optimize=True, the demo's backend "auto" and PyTorch's
+        editors = {backend: HintEditor(Models({"generic": Colorizer.load(source, optimize=True, backend=backend)}))
+                   for backend in ("auto", "torch")}
+        auto = editors["auto"].models["generic"].backend
         board = HintBoard().place(300, 200, (40, 90, 160)).place(700, 600, (60, 140, 50))
-        editor.views(photo, "generic", DEFAULT_TEMPERATURE, board)  # the upload's first colorization
+        for editor in editors.values():
+            editor.views(photo, "generic", DEFAULT_TEMPERATURE, board)  # the upload's first colorization
 
         def spot() -> tuple[int, int]:
             return rng.randrange(1024), rng.randrange(768)
 
-        def redraw(board: HintBoard) -> None:
+        def redraw(editor: HintEditor, board: HintBoard) -> None:
             result, view = editor.views(photo, "generic", DEFAULT_TEMPERATURE, board)
             save_png(tmp, result, "colorized"), save_jpeg(tmp, view, "hints")
 
-        edits, clicks = [], []
+        edits = {backend: [] for backend in editors}
+        clicks = {backend: [] for backend in editors}
         for _ in range(args.warmup + args.runs):
-            rgb = [rng.randrange(256) for _ in range(3)]
-            start = time.perf_counter()
-            redraw(board.place(*spot(), rgb))
-            edits.append(time.perf_counter() - start)
-            start = time.perf_counter()
-            clicked, _ = editor.click(photo, "generic", board, *spot(), move=False)
-            redraw(clicked)
-            clicks.append(time.perf_counter() - start)
-        edits, clicks = edits[args.warmup :], clicks[args.warmup :]
+            rgb, placed, clicked_at = [rng.randrange(256) for _ in range(3)], spot(), spot()
+            for backend, editor in editors.items():
+                start = time.perf_counter()
+                redraw(editor, board.place(*placed, rgb))
+                edits[backend].append(time.perf_counter() - start)
+                start = time.perf_counter()
+                clicked, _ = editor.click(photo, "generic", board, *clicked_at, move=False)
+                redraw(editor, clicked)
+                clicks[backend].append(time.perf_counter() - start)
 
     print(f"model: {what}")
-    print(f"machine: {cpu_name()}, {os.cpu_count()} cores, torch threads {torch.get_num_threads()}, "
-          f"load average {os.getloadavg()[0]:.1f}")
-    print(f"a click that places a hint (suggested colours, then the same): median {statistics.median(clicks):.3f} s")
-    print(f"colorizing 1024x768 again after a hint is added, {args.runs} runs: min {min(edits):.3f} s, "
-          f"max {max(edits):.3f} s")
-    median = statistics.median(edits)
-    print(f"median_s={median:.3f} goal_s={GOAL_S} ratio={median / GOAL_S:.2f}")
+    print(f"{describe()}; torch threads {torch.get_num_threads()}")
+    for backend in editors:
+        runs, placing = edits[backend][args.warmup :], clicks[backend][args.warmup :]
+        print(f"{backend} ({editors[backend].models['generic'].backend}): a click that places a hint (suggested "
+              f"colours, then the same): median {statistics.median(placing):.3f} s; colorizing 1024x768 again after "
+              f"a hint is added, {args.runs} runs: median {statistics.median(runs):.3f} s, min {min(runs):.3f} s, "
+              f"max {max(runs):.3f} s")
+    median = statistics.median(edits["auto"][args.warmup :])
+    print(f"median_s={median:.3f} goal_s={GOAL_S} ratio={median / GOAL_S:.2f} "
+          f"torch_median_s={statistics.median(edits['torch'][args.warmup :]):.3f} backend={auto}")
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
@@ -73,7 +74,11 @@ def load_model(path: str | os.PathLike) -> tuple[nn.Module, dict[str, Any]]:
 
 def read_weights(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     """A weights file's tensors, floats as float32 (bundled models store fp16)."""
-    return {k: v.float() if v.is_floating_point() else v for k, v in load_file(str(path)).items()}
+    try:
+        tensors = load_file(str(path))
+    except SafetensorError as exc:
+        raise UserError(f"{path}: not a weights file ({exc})") from None
+    return {k: v.float() if v.is_floating_point() else v for k, v in tensors.items()}
 
 
 def save_optimizer(run_dir: str | os.PathLike, optimizer: torch.optim.Optimizer) -> None:

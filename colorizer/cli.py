@@ -1,4 +1,4 @@
-"""The core's subcommands: train, colorize, prior, eval. `python -m colorizer` runs them alone (as torchrun
+"""The core's subcommands: train, colorize, prior, eval, export. `python -m colorizer` runs them alone (as torchrun
 does); the `colorizer` command adds the demo's, the study's and the analysis' (toolkit/cli.py)."""
 
 from __future__ import annotations
@@ -66,7 +66,8 @@ def cmd_colorize(args: argparse.Namespace) -> int:
         jobs += [(f, output_path(f, item if item.is_dir() else None, Path(args.out))) for f in files]
     hints = read_hints(args.hints, len(jobs) + len(videos)) if args.hints else None
     # freezing the network costs seconds once and saves most of the time per photo: worth it for batches
-    colorizer = Colorizer.load(args.model, device=args.device, optimize=len(jobs) >= OPTIMIZE_FROM or bool(videos))
+    colorizer = Colorizer.load(args.model, device=args.device, optimize=len(jobs) >= OPTIMIZE_FROM or bool(videos),
+                              backend=args.backend)
     video_failures = colorize_videos(colorizer, videos, args, hints) if videos else 0
     if videos and not jobs:
         return 1 if video_failures else 0
@@ -136,6 +137,21 @@ def read_hints(path: str, photos: int) -> list:
     return hints
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    from colorizer import checkpoint, export
+    from colorizer.infer import BUNDLED_MODELS, model_path
+
+    if args.format not in export.FORMATS:  # before the seconds of loading and tracing
+        raise UserError(f"unknown export format {args.format!r}: give {' or '.join(export.FORMATS)}")
+    path = model_path(args.model)
+    network, config = checkpoint.load_model(path)
+    name = args.model if args.model in BUNDLED_MODELS else config.get("name", Path(args.model).stem)
+    out = export.save(args.out, network, {**config, "name": name}, args.format)
+    print(f"exported {name} ({config['preset']}, {config.get('input_size', 224)} px"
+          f"{', hints as inputs' if export.takes_hints(config) else ''}) -> {out}")
+    return 0
+
+
 def cmd_eval(args: argparse.Namespace) -> int:
     from colorizer.evaluate import run_eval
 
@@ -144,7 +160,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    """Add train, colorize, prior and eval to a command line."""
+    """Add train, colorize, prior, eval and export to a command line."""
     from colorizer.train_args import add_arguments as add_train_arguments
 
     p = sub.add_parser("train", help="train a colorization network on folders of colour photos")
@@ -162,6 +178,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                         '(photo pixels, 0-255 colour, optional "radius"); needs a hint-capable model (generic)')
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--device", default="auto", help=DEVICE_HELP)
+    p.add_argument("--backend", default="auto",
+                   help="auto (PyTorch where the CPU has native bf16 or on a GPU, else ONNX Runtime), torch or onnxruntime")
     video = p.add_argument_group("video", "clips (.mp4, .mov, .mkv, ...) become clips of the same frames, "
                                  "timestamps, size, rotation and audio; --hints on a clip take a \"frame\" each")
     video.add_argument("--codec", default="libx264", help="video encoder (default libx264: H.264, yuv420p)")
@@ -172,6 +190,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     video.add_argument("--per-frame", action="store_true",
                        help="colour each frame alone (flickers), without carrying colour along the motion")
     p.set_defaults(func=cmd_colorize)
+
+    p = sub.add_parser("export", help="write a model as an ONNX file for ONNX Runtime and other deployments")
+    p.add_argument("--model", default="generic", help="bundled model name (generic, dogs), checkpoint file or run folder")
+    p.add_argument("--format", default="onnx", help="file format: onnx")
+    p.add_argument("--out", required=True, help="file to write (e.g. model.onnx)")
+    p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("prior", help="count the ab bins of a dataset: the smoothed prior for rebalancing")
     p.add_argument("data", help="folder of colour photos")

@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
+import copy
+import hashlib
+import json
 import os
+import statistics
+import time
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -14,7 +20,8 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from colorizer import checkpoint
+from colorizer import checkpoint, export
+from colorizer.atomic import write_text
 from colorizer.bins import ab_bins
 from colorizer.color import lab_to_rgb, normalize_l, rgb_to_lab
 from colorizer.decode import DEFAULT_TEMPERATURE, colorize_lab, colorize_logits, entropy, upsample
@@ -25,10 +32,53 @@ from colorizer.images import check_size, to_pil, to_rgb_tensor
 
 BUNDLED_MODELS = ("generic", "dogs")
 DEFAULT_MODEL = "generic"
+BACKENDS = ("auto", "torch", "onnxruntime")
 
 
 def bundled_model_path(name: str) -> Path:
     return Path(str(resources.files("colorizer") / "weights" / f"{name}.safetensors"))
+
+
+def model_path(name_or_path: str | os.PathLike) -> Path:
+    """The weights file of a bundled model's name, a checkpoint file or a run folder."""
+    text = str(name_or_path)
+    if text in BUNDLED_MODELS:
+        path = bundled_model_path(text)
+        if not path.is_file():
+            raise UserError(f"bundled model {text!r} is missing from this installation ({path})")
+        return path
+    if Path(text).exists():
+        return checkpoint.resolve(text)
+    raise UserError(f"unknown model {text!r}: give {' or '.join(BUNDLED_MODELS)}, a checkpoint file or a run folder")
+
+
+def machine_name() -> str:
+    """A short hash of what decides which backend is faster here: the CPU, its threads and the libraries."""
+    cpu = next((line for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("model name")), "") \
+        if Path("/proc/cpuinfo").is_file() else ""
+    described = [cpu, torch.get_num_threads(), torch.__version__, torch.backends.cpu.get_cpu_capability(),
+                 os.environ.get("ONEDNN_MAX_CPU_ISA", "")]
+    return hashlib.sha256(json.dumps(described).encode()).hexdigest()[:12]
+
+
+def choose_backend(backend: str, device: torch.device, precision: str = "auto") -> str:
+    """Which of "torch" and "onnxruntime" runs the network. "auto": PyTorch on a GPU, in bf16, or on a CPU
+    with native bf16; elsewhere ONNX Runtime in float32 where it is installed, which is faster there
+    than PyTorch's fp32 paths (docs/benchmarks.md). With native bf16 and `optimize`, the Colorizer then
+    times both on this CPU once (`Colorizer._measured_backend`)."""
+    if backend not in BACKENDS:
+        raise UserError(f"unknown backend {backend!r}: give {', '.join(BACKENDS)}")
+    if backend == "onnxruntime":
+        if device.type != "cpu":
+            raise UserError(f"the onnxruntime backend runs on the CPU, not {device}: use backend torch there")
+        if precision == "bf16":
+            raise UserError("the onnxruntime backend computes in fp32: use precision fp32 or auto, or backend torch")
+        if not export.available():
+            raise UserError(export.MISSING)
+        return backend
+    if backend == "torch" or device.type != "cpu" or precision == "bf16" or bf16_is_fast(device):
+        return "torch"
+    return "onnxruntime" if export.available() else "torch"
 
 
 @dataclass
@@ -48,12 +98,23 @@ def gray_image(lightness: torch.Tensor) -> Image.Image:
 class Colorizer:
     """A trained network plus its decoding; colorizes PIL images of any size, mode and aspect ratio."""
 
-    def __init__(self, model: torch.nn.Module, config: dict[str, Any], device: str | torch.device = "cpu",
-                 precision: str = "auto", optimize: bool = False, name: str | None = None):
+    def __init__(self, model: torch.nn.Module | export.OnnxRuntimeNetwork, config: dict[str, Any],
+                 device: str | torch.device = "cpu", precision: str = "auto", optimize: bool = False,
+                 name: str | None = None, backend: str = "torch"):
         self.device = resolve_device(device)
         self.config = config
         self.name = name or config.get("name", "model")
         self.input_size = int(config.get("input_size", 224))
+        if isinstance(model, export.OnnxRuntimeNetwork) and backend != "onnxruntime":
+            raise UserError(f"model {self.name!r} is an ONNX file, which runs on the onnxruntime backend only")
+        self.backend = choose_backend(backend, self.device, precision)
+        if (backend == "auto" and optimize and self.backend == "torch" and self.device.type == "cpu" and precision == "auto"
+                and export.available()):
+            self.backend = self._measured_backend(model)
+        if self.backend == "onnxruntime":  # the session optimises its graph itself: `optimize` has nothing to add
+            self.dtype = torch.float32
+            self.network = model if isinstance(model, export.OnnxRuntimeNetwork) else export.runtime_network(model, config)
+            return
         bf16 = precision == "bf16" or (precision == "auto" and bf16_is_fast(self.device))
         self.dtype = torch.bfloat16 if bf16 else torch.float32
         # channels_last lets oneDNN / cuDNN pick their fastest convolution kernels; whole-model bf16
@@ -61,6 +122,29 @@ class Colorizer:
         self.network = model.eval().to(self.device, self.dtype).to(memory_format=torch.channels_last)
         if optimize:
             self.network = self._frozen_graph(self.network)
+
+    def _measured_backend(self, model: torch.nn.Module) -> str:
+        """On a CPU with native bf16, the faster of the frozen bf16 graph and ONNX Runtime in float32 for
+        this network here, which depends on the network (docs/benchmarks.md): timed once, then kept in
+        the export cache under the weights' and the machine's names."""
+        record = export.cache_dir() / "choices" / f"{export.model_digest(model, self.config)}-{machine_name()}.json"
+        with contextlib.suppress(OSError, ValueError, KeyError):
+            return json.loads(record.read_text())["backend"]
+        size = self.input_size
+        inputs = (torch.zeros(1, 1, size, size),) + ((empty_hints(1, size, size),) if self.takes_hints else ())
+        seconds = {}
+        for backend in ("torch", "onnxruntime"):
+            candidate = Colorizer(copy.deepcopy(model), self.config, self.device, optimize=True, backend=backend)
+            times = []
+            for _ in range(4):  # the first call of either still sets things up
+                start = time.perf_counter()
+                candidate._forward(*inputs)
+                times.append(time.perf_counter() - start)
+            seconds[backend] = statistics.median(times[1:])
+        choice = min(seconds, key=seconds.get)
+        with contextlib.suppress(OSError):
+            write_text(record, json.dumps({"backend": choice, "seconds": seconds}))
+        return choice
 
     def _frozen_graph(self, model: torch.nn.Module) -> torch.nn.Module:
         """The network traced and frozen: batch norms folded into convolutions, weights pre-packed for
@@ -81,25 +165,23 @@ class Colorizer:
 
     @classmethod
     def load(cls, name_or_path: str | os.PathLike = DEFAULT_MODEL, device: str | torch.device = "cpu",
-             precision: str = "auto", optimize: bool = False) -> Colorizer:
-        """A bundled model by name ("generic", "dogs"), a checkpoint file (.safetensors/.json) or a run folder.
+             precision: str = "auto", optimize: bool = False, backend: str = "auto") -> Colorizer:
+        """A bundled model by name ("generic", "dogs"), a checkpoint file (.safetensors/.json), a run folder
+        or an ONNX file made by `colorizer export`.
 
         `device` is "cpu", "cuda", "cuda:N" or "auto" (a CUDA GPU where there is one);
         `precision` is "auto" (bf16 where the device computes it natively), "bf16" or "fp32";
-        `optimize` freezes the network into a faster graph (a few seconds once; see `_frozen_graph`).
+        `optimize` freezes the network into a faster graph (a few seconds once; see `_frozen_graph`);
+        `backend` is "torch", "onnxruntime" (CPU, fp32; exported once and cached, see colorizer/export.py)
+        or "auto" (see `choose_backend`).
         """
-        text = str(name_or_path)
-        if text in BUNDLED_MODELS:
-            path = bundled_model_path(text)
-            if not path.is_file():
-                raise UserError(f"bundled model {text!r} is missing from this installation ({path})")
-        elif Path(text).exists():
-            path = checkpoint.resolve(text)
-        else:
-            raise UserError(f"unknown model {text!r}: give {' or '.join(BUNDLED_MODELS)}, a checkpoint file or a run folder")
-        model, config = checkpoint.load_model(path)
-        name = text if text in BUNDLED_MODELS else Path(text).stem
-        return cls(model, config, device=device, precision=precision, optimize=optimize, name=name)
+        name = str(name_or_path) if str(name_or_path) in BUNDLED_MODELS else Path(name_or_path).stem
+        if str(name_or_path).endswith(".onnx") and Path(name_or_path).is_file():
+            data, config = export.read(name_or_path)
+            backend = "onnxruntime" if backend == "auto" else backend
+            return cls(export.OnnxRuntimeNetwork(data), config, device=device, precision=precision, name=name, backend=backend)
+        model, config = checkpoint.load_model(model_path(name_or_path))
+        return cls(model, config, device=device, precision=precision, optimize=optimize, name=name, backend=backend)
 
     @property
     def takes_hints(self) -> bool:

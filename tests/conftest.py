@@ -92,3 +92,12 @@ def server(tiny_checkpoint):
     demo.launch(server_name="127.0.0.1", prevent_thread_lock=True, quiet=True, ssr_mode=False, run_history=False)
     yield demo.local_url
     demo.close()
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _onnx_cache(tmp_path_factory: pytest.TempPathFactory):
+    """The onnxruntime backend's exports go to a temporary folder, not the user's cache."""
+    patch = pytest.MonkeyPatch()
+    patch.setenv("COLORIZER_CACHE", str(tmp_path_factory.mktemp("colorizer_cache")))
+    yield
+    patch.undo()

@@ -1,4 +1,4 @@
-"""The `colorizer` command: train, colorize, prior, eval, demo, study, analyze."""
+"""The `colorizer` command: train, colorize, prior, eval, export, demo, study, analyze."""
 
 from __future__ import annotations
 
