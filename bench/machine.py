@@ -25,7 +25,7 @@ def describe() -> str:
     """CPU, flags, the ISA PyTorch and oneDNN were capped to, and that ONNX Runtime has no such cap."""
     import torch
 
-    from colorizer.infer import bf16_is_fast
+    from colorizer.device import bf16_is_fast
 
     cap = os.environ.get("ONEDNN_MAX_CPU_ISA", "none")
     ort = "not installed"
