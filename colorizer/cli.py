@@ -9,7 +9,7 @@ import sys
 import warnings
 from pathlib import Path
 
-from colorizer.defaults import DEFAULT_TEMPERATURE
+from colorizer.defaults import DEFAULT_STRENGTH, DEFAULT_TEMPERATURE
 from colorizer.device import DEVICE_HELP
 from colorizer.errors import UserError
 
@@ -161,6 +161,11 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="also score the model under this many hints per photo, simulated from the true colours "
                         "(e.g. 0,10,100; hint-capable models)")
     p.add_argument("--seed", type=int, default=0, help="seed of the random colorization baseline and the hints")
+    p.add_argument("--reference", choices=["half"],
+                   help="half: score reference colouring instead, each photo's top half the reference of its bottom half, "
+                        "and alternatives on whole photos")
+    p.add_argument("--reference-strength", type=float, default=DEFAULT_STRENGTH, help="with --reference")
+    p.add_argument("--alternatives", type=int, default=4, help="with --reference: alternatives per photo (0: none)")
     p.add_argument("--device", default="auto", help=DEVICE_HELP)
     p.set_defaults(func=cmd_eval)
 
