@@ -183,14 +183,20 @@ class Colorizer:
         (colorizer/reference.py); hints win near where they are."""
         if reference is None and palette is None:
             return self.colorize_many([image], temperature, hints=[hints])[0]
-        guide = self.guide(reference, palette)
+        return self.colorize_guided(image, self.guide(reference, palette), temperature, hints, strength)
+
+    def colorize_guided(self, image: Image.Image, guide: reference_math.Guide, temperature: float = DEFAULT_TEMPERATURE,
+                        hints: Sequence[dict[str, Any]] | None = None, strength: float = DEFAULT_STRENGTH) -> Image.Image:
+        """`colorize` with a guide made once by `guide` (for many photos or frames with one reference)."""
         (lightness,), logits = self._batch_logits([image], [hints])
         logits = self.guided(lightness, logits, guide, strength, self.hint_map(image, hints))
         return to_pil(colorize_logits(lightness, logits, temperature))
 
     def guide(self, reference: Image.Image | None = None, palette: Any = None) -> reference_math.Guide:
         """What a reference photo and/or a palette say about colours, computed once (a clip reuses it)."""
-        guides = []
+        if reference is None and palette is None:
+            raise UserError("give a reference photo or a palette")
+        from_reference = from_palette = None
         if reference is not None:
             if not isinstance(reference, Image.Image):
                 raise UserError(f"expected a PIL image as the reference, got {type(reference).__name__}")
@@ -200,14 +206,12 @@ class Colorizer:
             lab = rgb_to_lab(to_rgb_tensor(small))
             if reference_math.chroma_share(lab[:, 1:]) < reference_math.MIN_CHROMA_SHARE:
                 raise UserError("the reference is gray: it carries no colour to take")
-            guides.append(reference_math.reference_guide(self.logits(lab[:, :1]), lab[:, 1:]))
+            from_reference = reference_math.reference_guide(self.logits(lab[:, :1]), lab[:, 1:])
         if palette is not None:
             colours, weights = reference_math.parse_palette(palette)
             ab = rgb_to_lab(torch.tensor(colours, dtype=torch.float32)[:, :, None, None] / 255)[:, 1:, 0, 0]
-            guides.append(reference_math.Guide(reference_math.palette_histogram(ab, torch.tensor(weights))))
-        if not guides:
-            raise UserError("give a reference photo or a palette")
-        return reference_math.combine(guides)
+            from_palette = reference_math.Guide(reference_math.palette_histogram(ab, torch.tensor(weights)))
+        return reference_math.combine(from_reference, from_palette)
 
     def guided(self, lightness: torch.Tensor, logits: torch.Tensor, guide: reference_math.Guide, strength: float,
                hint_map: torch.Tensor | None = None) -> torch.Tensor:
@@ -226,10 +230,17 @@ class Colorizer:
                      palette: Any = None, strength: float = DEFAULT_STRENGTH) -> list[Image.Image]:
         """k distinct plausible colorizations (RGB, the input's size), the model's likeliest first: each picks
         one colour mode for each colour segment of the photo (colorizer/reference.py)."""
+        guide = self.guide(reference, palette) if reference is not None or palette is not None else None
+        return self.alternatives_guided(image, k, guide, temperature, hints, strength)
+
+    def alternatives_guided(self, image: Image.Image, k: int = 4, guide: reference_math.Guide | None = None,
+                            temperature: float = DEFAULT_TEMPERATURE, hints: Sequence[dict[str, Any]] | None = None,
+                            strength: float = DEFAULT_STRENGTH) -> list[Image.Image]:
+        """`alternatives` with a guide made once by `guide`, or none."""
         k = reference_math.check_alternatives(k)
         (lightness,), logits = self._batch_logits([image], [hints])
-        if reference is not None or palette is not None:
-            logits = self.guided(lightness, logits, self.guide(reference, palette), strength, self.hint_map(image, hints))
+        if guide is not None:
+            logits = self.guided(lightness, logits, guide, strength, self.hint_map(image, hints))
         return [to_pil(colorize_logits(lightness, each, temperature)) for each in reference_math.alternative_logits(logits, k)]
 
     def colorize_many(self, images: Sequence[Image.Image], temperature: float = DEFAULT_TEMPERATURE,

@@ -10,10 +10,10 @@ H(q). Swapping the prior (Bayes with a changed label distribution) gives
 
     p'(q | x) ∝ p(q | x) * ((H(q) + eps) / (P(q) + eps)) ^ beta,      beta = strength * GAIN
 
-decoded by the annealed mean as usual. For a reference photo, H is also made local: each cell of the
-photo is matched to the reference's cells whose predicted distributions look alike (the model's own
-view of "the same kind of thing"), and takes the histogram of the true colours there, mixed with the
-reference's whole histogram. Hint points win locally: the strength fades to 0 near a hint along the
+decoded by the annealed mean as usual. For a reference photo, H is local: each cell of the photo is
+matched to the reference's cells whose predicted distributions look alike (the model's own view of
+"the same kind of thing"), and takes the histogram of the true colours there; a palette's H is its
+colours, spread, everywhere. Hint points win locally: the strength fades to 0 near a hint along the
 image (the geodesic nearness of colorizer.hints).
 
 **Alternatives.** The photo's cells are grouped into a few colour segments (k-means on the predicted
@@ -39,10 +39,9 @@ from colorizer.errors import UserError
 
 HISTOGRAM_SIGMA = 5.0  # ab units: the training prior's smoothing, so H / P compares like with like
 PALETTE_SIGMA = 10.0  # a palette colour stands for the shades around it
-FLOOR = 0.1 / NUM_BINS  # eps: a colour the reference lacks is made rarer by at most (P + eps) / eps
-GAIN = 1.5  # beta at strength 1
-LOCAL_SHARE = 0.7  # the matched cells' histogram against the reference's whole one
-MATCH_TEMPERATURE = 0.05  # on cosine similarity of the cells' distributions (Hellinger features)
+FLOOR = 0.03 / NUM_BINS  # eps: a colour the reference lacks is made rarer by at most (P + eps) / eps
+GAIN = 2.5  # beta at strength 1 (these three chosen on held-out photos: docs/models.md)
+MATCH_TEMPERATURE = 0.02  # on cosine similarity of the cells' distributions (Hellinger features)
 MATCH_CELLS = 24  # the reference is matched on a grid of at most this many cells a side
 HINT_REACH = 8.0  # cells: how far along the image a hint point overrules the reference
 MIN_CHROMA_SHARE = 0.005  # a reference with fewer pixels of chroma > 5 carries no colour
@@ -53,11 +52,11 @@ MIN_MODE_MASS = 0.05  # a segment's mode below this share of its mass is no plau
 class Guide:
     """What a reference or palette says about colours, ready to weigh a photo's logits.
 
-    `histogram` (313,) is the whole reference's (or palette's) ab distribution; a reference photo also
+    `histogram` (313,) is a palette's ab distribution (None for a reference alone); a reference photo
     keeps `features` (M, 313), its cells' normalised Hellinger features, and `cell_bins` (M,), the bin of
     each cell's true colour, for local matching."""
 
-    histogram: torch.Tensor
+    histogram: torch.Tensor | None = None
     features: torch.Tensor | None = None
     cell_bins: torch.Tensor | None = None
 
@@ -79,13 +78,6 @@ def smoothed(histogram: torch.Tensor, sigma: float = HISTOGRAM_SIGMA) -> torch.T
     return spread / spread.sum(-1, keepdim=True).clamp_min(1e-12)
 
 
-def ab_histogram(ab: torch.Tensor, sigma: float = HISTOGRAM_SIGMA) -> torch.Tensor:
-    """(N, 313) smoothed bin histogram of each image's ab (N, 2, H, W)."""
-    idx = nearest_bins(ab, k=1)[0].flatten(1)
-    counts = torch.zeros(len(ab), NUM_BINS, device=ab.device).scatter_add_(1, idx, torch.ones_like(idx, dtype=torch.float))
-    return smoothed(counts, sigma)
-
-
 def chroma_share(ab: torch.Tensor) -> float:
     """The share of pixels of ab (N, 2, H, W) with chroma above 5: near 0 for a gray photo."""
     return float((ab.norm(dim=1) > 5).float().mean())
@@ -103,24 +95,22 @@ def cell_features(logits: torch.Tensor) -> torch.Tensor:
     return F.normalize(torch.softmax(logits.float(), 1).sqrt().flatten(2).transpose(1, 2), dim=-1)
 
 
-def reference_guide(logits: torch.Tensor, ab: torch.Tensor, local: bool = True) -> Guide:
-    """The guide of one reference photo from its logits (1, 313, h, w) and its true ab (1, 2, H, W)."""
-    histogram = ab_histogram(ab)[0]
-    if not local:
-        return Guide(histogram)
+def reference_guide(logits: torch.Tensor, ab: torch.Tensor) -> Guide:
+    """The guide of one reference photo from its logits (1, 313, h, w) and its true ab (1, 2, H, W).
+
+    Only its local histograms count: on held-out photos, mixing in the reference's whole histogram
+    scored lower at every share tried (docs/models.md)."""
     side = min(MATCH_CELLS, logits.shape[-2], logits.shape[-1])
     coarse_logits = F.adaptive_avg_pool2d(logits.float(), side)
     coarse_ab = F.adaptive_avg_pool2d(ab.float(), side)
-    return Guide(histogram, cell_features(coarse_logits)[0], nearest_bins(coarse_ab, k=1)[0].flatten())
+    return Guide(None, cell_features(coarse_logits)[0], nearest_bins(coarse_ab, k=1)[0].flatten())
 
 
-def combine(guides: list[Guide]) -> Guide:
-    """One guide from several (a reference and a palette): their histograms averaged, matching kept."""
-    matched = [g for g in guides if g.local]
-    histogram = torch.stack([g.histogram for g in guides]).mean(0)
-    if not matched:
-        return Guide(histogram)
-    return Guide(histogram, torch.cat([g.features for g in matched]), torch.cat([g.cell_bins for g in matched]))
+def combine(reference: Guide | None, palette: Guide | None) -> Guide:
+    """One guide from a reference's and a palette's (either may be None, not both)."""
+    if reference is None or palette is None:
+        return reference or palette  # type: ignore[return-value]
+    return Guide(palette.histogram, reference.features, reference.cell_bins)
 
 
 def local_histograms(logits: torch.Tensor, guide: Guide) -> torch.Tensor:
@@ -142,9 +132,12 @@ def guided_logits(logits: torch.Tensor, guide: Guide, prior: torch.Tensor, stren
         return logits
     h, w = logits.shape[-2:]
     prior = prior.to(logits.device, torch.float32)
-    histogram = guide.histogram.to(logits.device)[None, None]  # (1, 1, 313)
-    if guide.local:
-        histogram = LOCAL_SHARE * local_histograms(logits, guide) + (1 - LOCAL_SHARE) * histogram
+    if guide.local:  # a reference and a palette, when both are given, count alike
+        histogram = local_histograms(logits, guide)
+        if guide.histogram is not None:
+            histogram = (histogram + guide.histogram.to(logits.device)) / 2
+    else:
+        histogram = guide.histogram.to(logits.device)[None, None]  # (1, 1, 313)
     log_ratio = torch.log((histogram + FLOOR) / (prior + FLOOR)).transpose(1, 2)  # (N or 1, 313, h*w or 1)
     log_ratio = log_ratio.reshape(*log_ratio.shape[:2], h, w) if log_ratio.shape[-1] == h * w else log_ratio[..., None]
     beta = strength * GAIN
@@ -163,7 +156,7 @@ def hint_nearness(distance: torch.Tensor, reach: float = HINT_REACH) -> torch.Te
 SEGMENTS = 6
 MODES = 4  # per segment
 MODE_SPACING = 25.0  # ab units between two modes' peaks
-POSITION_WEIGHT = 0.5  # of a cell's position (photo width = 1) against its distribution in segmenting
+SEGMENT_SPACING = 0.3  # Euclidean distance of Hellinger features (0..1.41) under which cells are one segment
 MIN_CHANGE = 8.0  # ab units: an alternative changes the photo's colours by at least this much on average
 OUTSIDE_MODE = -6.0  # log-weight of the bins outside a cell's chosen mode
 
@@ -179,17 +172,21 @@ class Modes:
     centre: torch.Tensor  # (R, J, 2) each mode's mean ab
 
 
-def _kmeans(points: torch.Tensor, k: int, iterations: int = 12) -> torch.Tensor:
-    """Centres (k, D) of points (P, D), seeded deterministically by farthest-point picking."""
-    centres = [points[points.norm(dim=1).argmax()]]
+def _kmeans(points: torch.Tensor, k: int, spacing: float, iterations: int = 12) -> torch.Tensor:
+    """Up to k centres (k', D) of points (P, D), seeded deterministically by farthest-point picking, which
+    stops when every point lies within `spacing` of a centre: alike cells are not split into segments
+    that would choose their colours apart."""
+    centres = [points[(points - points.mean(0)).norm(dim=1).argmax()]]
     for _ in range(k - 1):
         distance = torch.cdist(points, torch.stack(centres)).min(1).values
+        if distance.max() < spacing:
+            break
         centres.append(points[distance.argmax()])
     centres = torch.stack(centres)
     for _ in range(iterations):
         nearest = torch.cdist(points, centres).argmin(1)
         sums = torch.zeros_like(centres).index_add_(0, nearest, points)
-        counts = torch.bincount(nearest, minlength=k).float()[:, None]
+        counts = torch.bincount(nearest, minlength=len(centres)).float()[:, None]
         centres = torch.where(counts > 0, sums / counts.clamp_min(1), centres)
     return centres
 
@@ -198,11 +195,9 @@ def colour_modes(logits: torch.Tensor, segments: int = SEGMENTS, modes: int = MO
     """The colour segments and modes of one photo's logits (1, 313, h, w)."""
     probs = torch.softmax(logits[0].float(), 0)  # (313, h, w)
     _, h, w = probs.shape
-    side = max(h, w)
-    ys, xs = torch.meshgrid(torch.arange(h, device=probs.device) / side, torch.arange(w, device=probs.device) / side,
-                            indexing="ij")
-    features = torch.cat([probs.sqrt().flatten(1).T, POSITION_WEIGHT * torch.stack([ys, xs]).flatten(1).T], 1)
-    centres = _kmeans(features, min(segments, h * w))
+    # by distribution alone, not position: cells the model sees alike take one colour wherever they are
+    features = probs.sqrt().flatten(1).T
+    centres = _kmeans(features, min(segments, h * w), SEGMENT_SPACING)
     distance = torch.cdist(features, centres) ** 2  # (h*w, R)
     spread = distance.min(1).values.mean().clamp_min(1e-6)
     membership = torch.softmax(-distance / spread, dim=1).T.reshape(-1, h, w)
