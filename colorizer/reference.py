@@ -42,7 +42,7 @@ PALETTE_SIGMA = 10.0  # a palette colour stands for the shades around it
 FLOOR = 0.03 / NUM_BINS  # eps: a colour the reference lacks is made rarer by at most (P + eps) / eps
 GAIN = 2.5  # beta at strength 1 (these three chosen on held-out photos: docs/models.md)
 MATCH_TEMPERATURE = 0.02  # on cosine similarity of the cells' distributions (Hellinger features)
-MATCH_CELLS = 24  # the reference is matched on a grid of at most this many cells a side
+MATCH_CELLS = 24  # photo and reference are matched on grids of at most this many cells a side
 HINT_REACH = 8.0  # cells: how far along the image a hint point overrules the reference
 MIN_CHROMA_SHARE = 0.005  # a reference with fewer pixels of chroma > 5 carries no colour
 MIN_MODE_MASS = 0.05  # a segment's mode below this share of its mass is no plausible choice
@@ -114,12 +114,19 @@ def combine(reference: Guide | None, palette: Guide | None) -> Guide:
 
 
 def local_histograms(logits: torch.Tensor, guide: Guide) -> torch.Tensor:
-    """(N, h*w, 313): for each cell, the colours of the reference cells it resembles, softly matched."""
-    similarity = cell_features(logits) @ guide.features.to(logits.device).T  # (N, h*w, M)
+    """(N, 313, h, w): for each cell, the colours of the reference cells it resembles, softly matched.
+
+    Matched on a grid of at most MATCH_CELLS a side and resized back: colour varies slowly, and the
+    matching's cost grows with the product of the two grids' cells."""
+    size = logits.shape[-2:]
+    coarse = F.adaptive_avg_pool2d(logits.float(), (min(MATCH_CELLS, size[0]), min(MATCH_CELLS, size[1])))
+    similarity = cell_features(coarse) @ guide.features.to(logits.device).T  # (N, cells, M)
     match = torch.softmax(similarity / MATCH_TEMPERATURE, dim=-1)
     counts = torch.zeros(*match.shape[:2], NUM_BINS, device=logits.device)
     counts.index_add_(2, guide.cell_bins.to(logits.device), match)
-    return smoothed(counts)
+    histograms = smoothed(counts).transpose(1, 2).reshape(len(logits), NUM_BINS, *coarse.shape[-2:])
+    return F.interpolate(histograms, size=size, mode="bilinear", align_corners=False) if coarse.shape[-2:] != size \
+        else histograms
 
 
 def guided_logits(logits: torch.Tensor, guide: Guide, prior: torch.Tensor, strength: float,
@@ -130,16 +137,15 @@ def guided_logits(logits: torch.Tensor, guide: Guide, prior: torch.Tensor, stren
     [0, 1] (1 on a hint) takes the strength away where hint points decide."""
     if strength == 0:
         return logits
-    h, w = logits.shape[-2:]
     prior = prior.to(logits.device, torch.float32)
+    palette = guide.histogram.to(logits.device)[None, :, None, None] if guide.histogram is not None else None
     if guide.local:  # a reference and a palette, when both are given, count alike
         histogram = local_histograms(logits, guide)
-        if guide.histogram is not None:
-            histogram = (histogram + guide.histogram.to(logits.device)) / 2
+        if palette is not None:
+            histogram = (histogram + palette) / 2
     else:
-        histogram = guide.histogram.to(logits.device)[None, None]  # (1, 1, 313)
-    log_ratio = torch.log((histogram + FLOOR) / (prior + FLOOR)).transpose(1, 2)  # (N or 1, 313, h*w or 1)
-    log_ratio = log_ratio.reshape(*log_ratio.shape[:2], h, w) if log_ratio.shape[-1] == h * w else log_ratio[..., None]
+        histogram = palette
+    log_ratio = torch.log((histogram + FLOOR) / (prior[None, :, None, None] + FLOOR))
     beta = strength * GAIN
     if hint_nearness is not None:
         beta = beta * (1 - hint_nearness.to(logits.device).float())
@@ -210,12 +216,7 @@ def colour_modes(logits: torch.Tensor, segments: int = SEGMENTS, modes: int = MO
     centre = torch.zeros(len(mixture), modes, 2, device=probs.device)
     blurred = mixture @ _bin_kernel(HISTOGRAM_SIGMA).to(probs.device).T  # peaks of shades, not of lone bins
     for r, segment in enumerate(blurred):
-        peaks: list[int] = []
-        for index in segment.argsort(descending=True).tolist():
-            if all((bins[index] - bins[p]).norm() >= MODE_SPACING for p in peaks):
-                peaks.append(index)
-            if len(peaks) == modes:
-                break
+        peaks = distinct_peaks(segment, modes)
         nearest_peak = torch.cdist(bins, bins[peaks]).argmin(1)  # each bin belongs to its nearest peak
         for j in range(len(peaks)):
             own = (nearest_peak == j).float()
@@ -223,6 +224,18 @@ def colour_modes(logits: torch.Tensor, segments: int = SEGMENTS, modes: int = MO
             mass[r, j] = (mixture[r] * own).sum()
             centre[r, j] = (mixture[r] * own) @ bins / mass[r, j].clamp_min(1e-12)
     return Modes(membership, sizes, owner, mass, centre)
+
+
+def distinct_peaks(distribution: torch.Tensor, k: int, spacing: float = MODE_SPACING) -> list[int]:
+    """The k likeliest bins of a distribution (313,), skipping any within `spacing` ab units of a likelier pick."""
+    bins = ab_bins().to(distribution.device)
+    peaks: list[int] = []
+    for index in distribution.argsort(descending=True).tolist():
+        if all((bins[index] - bins[p]).norm() >= spacing for p in peaks):
+            peaks.append(index)
+        if len(peaks) == k:
+            break
+    return peaks
 
 
 def ranked_choices(modes: Modes, k: int, min_change: float = MIN_CHANGE, min_mass: float = MIN_MODE_MASS,
