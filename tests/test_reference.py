@@ -180,3 +180,66 @@ def test_a_gray_reference_is_a_one_line_error(colorizer):
         colorizer.colorize(photo(), reference=photo().convert("L"))
     with pytest.raises(UserError, match="strength"):
         colorizer.colorize(photo(), palette="#ff0000", strength=2)
+
+
+def test_without_reference_palette_or_alternatives_the_colours_are_todays(colorizer):
+    from colorizer.decode import colorize_logits
+    from colorizer.images import to_pil
+
+    image = photo(48, 40, seed=4)
+    lightness = Colorizer.lightness(image)
+    today = to_pil(colorize_logits(lightness, colorizer.logits(lightness)))  # the decoding as it was
+    assert colorizer.colorize(image).tobytes() == today.tobytes()
+
+
+# the command line
+
+from colorizer.cli import main  # noqa: E402
+
+
+def test_colorize_writes_alternatives_beside_the_result(tiny_checkpoint, tmp_path):
+    source = tmp_path / "photo.jpg"
+    photo(48, 40, seed=1).save(source, quality=95)
+    Image.new("RGB", (20, 20), (30, 60, 200)).save(tmp_path / "blue.png")
+    out = tmp_path / "out"
+    assert main(["colorize", str(source), "--out", str(out), "--model", str(tiny_checkpoint), "--device", "cpu",
+                 "--reference", str(tmp_path / "blue.png"), "--reference-strength", "0.8", "--alternatives", "3"]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["photo.alt1.png", "photo.alt2.png", "photo.alt3.png", "photo.png"]
+    plain = tmp_path / "plain"
+    assert main(["colorize", str(source), "--out", str(plain), "--model", str(tiny_checkpoint), "--device", "cpu"]) == 0
+    assert Image.open(plain / "photo.png").tobytes() == Colorizer.load(tiny_checkpoint).colorize(Image.open(source)).tobytes()
+    assert Image.open(plain / "photo.png").tobytes() != Image.open(out / "photo.png").tobytes()
+
+
+@pytest.mark.parametrize("options, message", [
+    (["--palette", "#zzzzzz"], "not a colour"), (["--palette", "#ff0000:0"], "sum to a positive"),
+    (["--palette", "#ff0000", "--reference-strength", "1.5"], "strength must be a number from 0 to 1"),
+    (["--alternatives", "0"], "from 1 to 16"), (["--alternatives", "17"], "from 1 to 16"),
+    (["--reference", "missing.png"], "missing.png: cannot read"), (["--reference", "GRAY"], "carries no colour"),
+    (["--reference", "NOTIMAGE"], "not an image"),
+])
+def test_bad_reference_options_are_one_line_errors_and_write_nothing(tiny_checkpoint, tmp_path, capsys, options, message):
+    source = tmp_path / "photo.jpg"
+    photo().save(source)
+    photo().convert("L").save(tmp_path / "gray.png")
+    (tmp_path / "notimage.png").write_bytes(b"not an image")
+    names = {"GRAY": str(tmp_path / "gray.png"), "NOTIMAGE": str(tmp_path / "notimage.png")}
+    out = tmp_path / "out"
+    assert main(["colorize", str(source), "--out", str(out), "--model", str(tiny_checkpoint), "--device", "cpu",
+                 *[names.get(o, o) for o in options]]) == 1
+    error = capsys.readouterr().err.strip()
+    assert message in error and len(error.splitlines()) == 1
+    assert not out.exists() or not any(out.iterdir())
+
+
+def test_eval_reference_half_scores_both_halves_and_alternatives(tiny_checkpoint, photo_dir, tmp_path, capsys):
+    import json
+
+    out = tmp_path / "eval.json"
+    assert main(["eval", "--model", str(tiny_checkpoint), "--data", str(photo_dir), "--reference", "half",
+                 "--alternatives", "2", "--json", str(out), "--device", "cpu"]) == 0
+    results = json.loads(out.read_text())
+    assert set(results) == {"auto_psnr", "reference_psnr", "auto_intersection", "reference_intersection",
+                            "single_psnr", "best_alternative_psnr", "alternative_spread"}
+    assert 0 <= results["reference_intersection"] <= 1 and results["alternative_spread"] > 0
+    assert "each top half the reference of its bottom half" in capsys.readouterr().out
