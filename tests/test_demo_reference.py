@@ -16,20 +16,8 @@ RED = (200, 30, 30)
 
 
 @pytest.fixture(scope="module")
-def reference_server(tiny_checkpoint):
-    from colorizer.infer import Colorizer
-    from demo.app import build_demo
-
-    colorizer = Colorizer.load(tiny_checkpoint)
-    demo = build_demo({"generic": colorizer, "dogs": colorizer}, examples_dir=None)
-    demo.launch(server_name="127.0.0.1", prevent_thread_lock=True, quiet=True, ssr_mode=False, run_history=False)
-    yield demo.local_url
-    demo.close()
-
-
-@pytest.fixture(scope="module")
-def client(reference_server):
-    return gradio_client.Client(reference_server, verbose=False, download_files=True)
+def client(server):  # the demo on the tiny model (conftest)
+    return gradio_client.Client(server, verbose=False, download_files=True)
 
 
 def redness(path) -> float:
@@ -79,7 +67,7 @@ from test_demo_browser import CHROMIUM, CHROMIUM_ARGS, PIXEL  # noqa: E402
 
 
 @pytest.fixture
-def page(reference_server, tmp_path):
+def page(server, tmp_path):
     if not CHROMIUM.is_file():
         pytest.skip(f"no Chromium at {CHROMIUM}")
     sync_api = pytest.importorskip("playwright.sync_api")
@@ -89,7 +77,7 @@ def page(reference_server, tmp_path):
         browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": 1280, "height": 1400})
         page.set_default_timeout(30_000)
-        page.goto(reference_server)
+        page.goto(server)
         page.locator("#photo input[type=file]").set_input_files(upload)
         page.locator("#hint-view img").wait_for()
         page.get_by_role("tab", name="Full resolution").click()
