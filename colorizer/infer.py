@@ -206,7 +206,9 @@ class Colorizer:
             lab = rgb_to_lab(to_rgb_tensor(small))
             if reference_math.chroma_share(lab[:, 1:]) < reference_math.MIN_CHROMA_SHARE:
                 raise UserError("the reference is gray: it carries no colour to take")
-            from_reference = reference_math.reference_guide(self.logits(lab[:, :1]), lab[:, 1:])
+            side = min(self.input_size, reference_math.REFERENCE_INPUT or self.input_size)
+            small_l = F.interpolate(lab[:, :1], size=(side, side), mode="bilinear", antialias=True, align_corners=False)
+            from_reference = reference_math.reference_guide(self._forward(small_l), lab[:, 1:])
         if palette is not None:
             colours, weights = reference_math.parse_palette(palette)
             ab = rgb_to_lab(torch.tensor(colours, dtype=torch.float32)[:, :, None, None] / 255)[:, 1:, 0, 0]

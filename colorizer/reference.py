@@ -42,6 +42,7 @@ PALETTE_SIGMA = 10.0  # a palette colour stands for the shades around it
 FLOOR = 0.03 / NUM_BINS  # eps: a colour the reference lacks is made rarer by at most (P + eps) / eps
 GAIN = 2.5  # beta at strength 1 (these three chosen on held-out photos: docs/models.md)
 MATCH_TEMPERATURE = 0.02  # on cosine similarity of the cells' distributions (Hellinger features)
+REFERENCE_INPUT = 96  # px: the network sees a reference this small (None: at the model's input size), for speed
 MATCH_CELLS = 24  # photo and reference are matched on grids of at most this many cells a side
 HINT_REACH = 8.0  # cells: how far along the image a hint point overrules the reference
 MIN_CHROMA_SHARE = 0.005  # a reference with fewer pixels of chroma > 5 carries no colour
