@@ -31,7 +31,7 @@ SWATCH_LIGHTNESS = 65.0  # a suggested colour is shown at this L: its hue and ch
 
 HELP = """**Reference colours.** Upload a colour photo (the same person, house or car; a painting) or give a
 palette (click the photo's suggested colours to add them; `#87ceeb:0.5` weighs one less), then *Apply*.
-*Alternatives* shows a few other plausible colorizations; pick one to make it the result."""
+*Alternatives* shows a few other plausible colorizations of what the page shows; pick one to make it the result."""
 
 
 @dataclass
@@ -154,14 +154,14 @@ class Panel:
             return shown_views(path, name, temperature_value, hints)
 
         @shows_user_errors
-        def alternatives(path, name, temperature_value, hints, reference_path, palette, strength):
+        def alternatives(path, name, temperature_value, hints):
+            """Alternatives of what the page shows: automatic, or under the reference colours applied."""
             if path is None:
                 raise UserError("upload a photo first")
-            photo_ = editor.photo(path)
-            reference = logic.read_upload(reference_path).image if reference_path else None
-            images = models[name].alternatives(photo_.image, ALTERNATIVES, temperature_value, hints.as_dicts() or None,
-                                               reference=reference, palette=(palette or "").strip() or None,
-                                               strength=reference_math.check_strength(strength))
+            look = editor.looks.get(str(path))
+            guide = editor.guide(look, name) if look is not None and look.picked is None else None
+            images = models[name].alternatives_guided(editor.photo(path).image, ALTERNATIVES, guide, temperature_value,
+                                                      hints.as_dicts() or None, look.strength if guide else DEFAULT_STRENGTH)
             return [(png(image, f"alternative{i + 1}"), f"{i + 1}") for i, image in enumerate(images)], images
 
         @shows_user_errors
@@ -184,7 +184,7 @@ class Panel:
         choices = [self.reference, self.palette, self.strength]
         self.apply.click(apply, common + choices, views, **private)
         self.automatic.click(automatic, common, views, **private)
-        self.alternatives.click(alternatives, common + choices, [self.gallery, self.shown], **private)
+        self.alternatives.click(alternatives, common, [self.gallery, self.shown], **private)
         self.gallery.select(pick, common + [self.shown], views, **private)
         self.suggested.click(on_swatch, self.palette, self.palette, queue=False, **private)
         gr.on([photo.change, model.change], suggest, [photo, model], self.suggested, **private)
@@ -213,5 +213,5 @@ def panel() -> Panel:
             automatic = gr.Button("Automatic", size="sm", elem_id="automatic-colours")
             alternatives = gr.Button("Alternatives", size="sm", elem_id="show-alternatives")
         gallery = gr.Gallery(label="Alternatives (click one to make it the result)", columns=ALTERNATIVES, rows=1,
-                             height="auto", allow_preview=False, interactive=False, format="png", elem_id="alternatives")
+                             height=150, allow_preview=False, interactive=False, format="png", elem_id="alternatives")
     return Panel(reference, suggested, palette, strength, apply, automatic, alternatives, gallery, gr.State([]))
