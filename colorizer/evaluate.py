@@ -145,14 +145,19 @@ def evaluate_reference(colorizer, paths, strength: float, temperature: float = D
     figures: dict[str, list[float]] = {key: [] for key in (
         "auto_psnr", "reference_psnr", "auto_intersection", "reference_intersection",
         "single_psnr", "best_alternative_psnr", "alternative_spread")}
+    skipped = 0
     for path in tqdm(paths, desc="eval reference", disable=not progress):
         truth = to_rgb_tensor(open_image(path))
         lab = rgb_to_lab(truth)
         half = lab.shape[-2] // 2
         top, bottom = truth[..., :half, :], truth[..., half:, :]
         lightness, true_ab = lab[:, :1, half:], lab[:, 1:, half:]
+        try:
+            guide = colorizer.guide(to_pil(top))
+        except UserError:  # a gray top half carries no colour to take: the photo is left out
+            skipped += 1
+            continue
         logits = colorizer.logits(lightness)
-        guide = colorizer.guide(to_pil(top))
         for name, each in (("auto", logits), ("reference", colorizer.guided(lightness, logits, guide, strength))):
             ab = decode_ab(each, tuple(true_ab.shape[-2:]), temperature)
             figures[f"{name}_psnr"] += psnr(lab_to_rgb(torch.cat([lightness, ab], 1)), bottom).tolist()
@@ -164,7 +169,8 @@ def evaluate_reference(colorizer, paths, strength: float, temperature: float = D
                        for each in reference_math.alternative_logits(whole_logits, alternatives)]
             figures["best_alternative_psnr"].append(max(score for _, score in options))
             figures["alternative_spread"].append(pairwise_ab_change([ab for ab, _ in options]))
-    return {key: round(sum(values) / len(values), 3) for key, values in figures.items() if values}
+    results = {key: round(sum(values) / len(values), 3) for key, values in figures.items() if values}
+    return {**results, "photos": len(paths) - skipped, "gray_references_left_out": skipped}
 
 
 def _decoded(logits: torch.Tensor, lab: torch.Tensor, truth: torch.Tensor, temperature: float) -> tuple[torch.Tensor, float]:
@@ -174,7 +180,8 @@ def _decoded(logits: torch.Tensor, lab: torch.Tensor, truth: torch.Tensor, tempe
 
 
 def format_reference_table(results: dict[str, float], title: str) -> str:
-    lines = [title, f"{'bottom half':22}{'PSNR':>8}{'hist. intersection':>20}"]
+    lines = [f"{title}; {results['photos']} photos scored, {results['gray_references_left_out']} left out "
+             "(top half gray)", f"{'bottom half':22}{'PSNR':>8}{'hist. intersection':>20}"]
     for name in ("auto", "reference"):
         lines.append(f"{name:22}{results[f'{name}_psnr']:8.2f}{results[f'{name}_intersection']:20.3f}")
     if "single_psnr" in results:

@@ -240,6 +240,6 @@ def test_eval_reference_half_scores_both_halves_and_alternatives(tiny_checkpoint
                  "--alternatives", "2", "--json", str(out), "--device", "cpu"]) == 0
     results = json.loads(out.read_text())
     assert set(results) == {"auto_psnr", "reference_psnr", "auto_intersection", "reference_intersection",
-                            "single_psnr", "best_alternative_psnr", "alternative_spread"}
+                            "single_psnr", "best_alternative_psnr", "alternative_spread", "photos", "gray_references_left_out"}
     assert 0 <= results["reference_intersection"] <= 1 and results["alternative_spread"] > 0
     assert "each top half the reference of its bottom half" in capsys.readouterr().out
