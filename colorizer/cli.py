@@ -9,7 +9,7 @@ import sys
 import warnings
 from pathlib import Path
 
-from colorizer.defaults import DEFAULT_TEMPERATURE
+from colorizer.defaults import DEFAULT_STRENGTH, DEFAULT_TEMPERATURE
 from colorizer.device import DEVICE_HELP
 from colorizer.errors import UserError
 
@@ -65,22 +65,48 @@ def cmd_colorize(args: argparse.Namespace) -> int:
             raise UserError(f"{item}: no images found")
         jobs += [(f, output_path(f, item if item.is_dir() else None, Path(args.out))) for f in files]
     hints = read_hints(args.hints, len(jobs) + len(videos)) if args.hints else None
+    guided = args.reference is not None or args.palette is not None or args.alternatives is not None
+    if guided:
+        from colorizer.reference import check_alternatives, check_strength, parse_palette
+
+        check_strength(args.reference_strength)
+        if args.alternatives is not None:
+            check_alternatives(args.alternatives)
+        if args.palette is not None:
+            parse_palette(args.palette)
+        reference = open_image(args.reference) if args.reference is not None else None
     # freezing the network costs seconds once and saves most of the time per photo: worth it for batches
     colorizer = Colorizer.load(args.model, device=args.device, optimize=len(jobs) >= OPTIMIZE_FROM or bool(videos),
                               backend=args.backend)
     video_failures = colorize_videos(colorizer, videos, args, hints) if videos else 0
     if videos and not jobs:
         return 1 if video_failures else 0
+    if guided:
+        guide = colorizer.guide(reference, args.palette) if reference is not None or args.palette is not None else None
     failures = 0
     progress = tqdm(total=len(jobs), desc="colorize", unit="img", disable=len(jobs) < 2)
 
     def flush(batch: list[tuple[Path, object]]) -> None:
         images = [image for _, image in batch]
+        if guided:  # one photo at a time: a guide and alternatives work on one photo's logits
+            for target, image in batch:
+                results = [colorizer.colorize_guided(image, guide, args.temperature, hints, args.reference_strength)
+                           if guide is not None else colorizer.colorize(image, args.temperature, hints)]
+                if args.alternatives:
+                    results += colorizer.alternatives_guided(image, args.alternatives, guide, args.temperature, hints,
+                                                             args.reference_strength)
+                for i, result in enumerate(results):
+                    save(target if i == 0 else target.with_name(f"{target.stem}.alt{i}.png"), result)
+                progress.update()
+            return
         results = colorizer.colorize_many(images, args.temperature, args.batch_size, hints=None if hints is None else [hints])
         for (target, _), result in zip(batch, results, strict=True):
-            with atomic_path(target) as tmp:
-                result.save(tmp, format="PNG")
+            save(target, result)
             progress.update()
+
+    def save(target: Path, result) -> None:
+        with atomic_path(target) as tmp:
+            result.save(tmp, format="PNG")
 
     batch = []
     for source, target in jobs:
@@ -176,6 +202,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--hints", metavar="JSON",
                    help='colour hints for one photo: a JSON file [{"x": 120, "y": 40, "rgb": [200, 30, 30]}, ...] '
                         '(photo pixels, 0-255 colour, optional "radius"); needs a hint-capable model (generic)')
+    p.add_argument("--reference", metavar="IMAGE",
+                   help="take the colours of this colour image (a photo of the same scene, a painting)")
+    p.add_argument("--palette", metavar="COLOURS",
+                   help='take these colours, optionally weighted: "#8b4513,#87ceeb:0.5,#2e8b57"')
+    p.add_argument("--reference-strength", type=float, default=DEFAULT_STRENGTH, metavar="0..1",
+                   help=f"how strongly --reference / --palette draw the colours (default {DEFAULT_STRENGTH:g})")
+    p.add_argument("--alternatives", type=int, metavar="K",
+                   help="also write K (1-16) distinct plausible colorizations, likeliest first, as NAME.alt1.png ...")
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--device", default="auto", help=DEVICE_HELP)
     p.add_argument("--backend", default="auto",
@@ -220,6 +254,11 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="also score the model under this many hints per photo, simulated from the true colours "
                         "(e.g. 0,10,100; hint-capable models)")
     p.add_argument("--seed", type=int, default=0, help="seed of the random colorization baseline and the hints")
+    p.add_argument("--reference", choices=["half"],
+                   help="half: score reference colouring instead, each photo's top half the reference of its bottom half, "
+                        "and alternatives on whole photos")
+    p.add_argument("--reference-strength", type=float, default=DEFAULT_STRENGTH, help="with --reference")
+    p.add_argument("--alternatives", type=int, default=4, help="with --reference: alternatives per photo (0: none)")
     p.add_argument("--device", default="auto", help=DEVICE_HELP)
     p.set_defaults(func=cmd_eval)
 

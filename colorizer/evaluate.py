@@ -119,6 +119,78 @@ def evaluate(colorizer, paths, temperature: float = DEFAULT_TEMPERATURE, seed: i
     return results
 
 
+def histogram_intersection(pred_ab: torch.Tensor, true_ab: torch.Tensor) -> float:
+    """Overlap in [0, 1] of the nearest-bin histograms of two ab images (1, 2, H, W)."""
+    def histogram(ab: torch.Tensor) -> torch.Tensor:
+        counts = torch.bincount(nearest_bins(ab, k=1)[0].flatten(), minlength=NUM_BINS).double()
+        return counts / counts.sum()
+    return float(torch.minimum(histogram(pred_ab), histogram(true_ab)).sum())
+
+
+def pairwise_ab_change(abs_: list[torch.Tensor]) -> float:
+    """Mean over pairs and pixels of |delta ab| between several colorizations (1, 2, H, W) of one photo."""
+    pairs = [(a - b).norm(dim=1).mean() for i, a in enumerate(abs_) for b in abs_[i + 1 :]]
+    return float(torch.stack(pairs).mean()) if pairs else 0.0
+
+
+def evaluate_reference(colorizer, paths, strength: float, temperature: float = DEFAULT_TEMPERATURE,
+                       alternatives: int = 4, progress: bool = True) -> dict[str, float]:
+    """`eval --reference half`: each photo's top half is the reference for its bottom half (same scene,
+    disjoint pixels); the bottom half's PSNR and ab histogram intersection with the truth, automatic and
+    with the reference. Then, on whole photos, the best of `alternatives` alternatives' PSNR against the
+    automatic colorization's, and how far apart the alternatives' colours lie (mean pairwise |delta ab|)."""
+    from colorizer import reference as reference_math
+    from colorizer.images import to_pil
+
+    figures: dict[str, list[float]] = {key: [] for key in (
+        "auto_psnr", "reference_psnr", "auto_intersection", "reference_intersection",
+        "single_psnr", "best_alternative_psnr", "alternative_spread")}
+    skipped = 0
+    for path in tqdm(paths, desc="eval reference", disable=not progress):
+        truth = to_rgb_tensor(open_image(path))
+        lab = rgb_to_lab(truth)
+        half = lab.shape[-2] // 2
+        top, bottom = truth[..., :half, :], truth[..., half:, :]
+        lightness, true_ab = lab[:, :1, half:], lab[:, 1:, half:]
+        try:
+            guide = colorizer.guide(to_pil(top))
+        except UserError:  # a gray top half carries no colour to take: the photo is left out
+            skipped += 1
+            continue
+        logits = colorizer.logits(lightness)
+        for name, each in (("auto", logits), ("reference", colorizer.guided(lightness, logits, guide, strength))):
+            ab = decode_ab(each, tuple(true_ab.shape[-2:]), temperature)
+            figures[f"{name}_psnr"] += psnr(lab_to_rgb(torch.cat([lightness, ab], 1)), bottom).tolist()
+            figures[f"{name}_intersection"].append(histogram_intersection(ab, true_ab))
+        if alternatives:
+            whole_logits = colorizer.logits(lab[:, :1])
+            figures["single_psnr"].append(_decoded(whole_logits, lab, truth, temperature)[1])
+            options = [_decoded(each, lab, truth, temperature)
+                       for each in reference_math.alternative_logits(whole_logits, alternatives)]
+            figures["best_alternative_psnr"].append(max(score for _, score in options))
+            figures["alternative_spread"].append(pairwise_ab_change([ab for ab, _ in options]))
+    results = {key: round(sum(values) / len(values), 3) for key, values in figures.items() if values}
+    return {**results, "photos": len(paths) - skipped, "gray_references_left_out": skipped}
+
+
+def _decoded(logits: torch.Tensor, lab: torch.Tensor, truth: torch.Tensor, temperature: float) -> tuple[torch.Tensor, float]:
+    """The ab that `logits` decode to at the photo's size, and its PSNR against the photo."""
+    ab = decode_ab(logits, tuple(lab.shape[-2:]), temperature)
+    return ab, float(psnr(lab_to_rgb(torch.cat([lab[:, :1], ab], 1)), truth)[0])
+
+
+def format_reference_table(results: dict[str, float], title: str) -> str:
+    lines = [f"{title}; {results['photos']} photos scored, {results['gray_references_left_out']} left out "
+             "(top half gray)", f"{'bottom half':22}{'PSNR':>8}{'hist. intersection':>20}"]
+    for name in ("auto", "reference"):
+        lines.append(f"{name:22}{results[f'{name}_psnr']:8.2f}{results[f'{name}_intersection']:20.3f}")
+    if "single_psnr" in results:
+        lines += [f"{'whole photo':22}{'PSNR':>8}{'mean pairwise |dab|':>20}",
+                  f"{'automatic':22}{results['single_psnr']:8.2f}",
+                  f"{'best alternative':22}{results['best_alternative_psnr']:8.2f}{results['alternative_spread']:20.2f}"]
+    return "\n".join(lines)
+
+
 def format_table(results: dict[str, dict], title: str) -> str:
     lines = [title, f"{'':14}{'AuC':>8}{'AuC rebal':>11}{'colourful':>11}{'PSNR':>8}"]
     for method in METHODS:
@@ -144,6 +216,12 @@ def run_eval(args: argparse.Namespace) -> dict[str, dict]:
     from colorizer.infer import Colorizer
 
     hint_counts = parse_hint_counts(args.hints) if args.hints else ()
+    if args.reference:
+        from colorizer.reference import check_alternatives, check_strength
+
+        check_strength(args.reference_strength)
+        if args.alternatives:
+            check_alternatives(args.alternatives)
     colorizer = Colorizer.load(args.model, device=args.device)
     scan = scan_folder(args.data, limit=args.limit)
     if scan.gray or scan.corrupt:
@@ -152,8 +230,14 @@ def run_eval(args: argparse.Namespace) -> dict[str, dict]:
     if args.holdout:
         paths = hold_out(paths, args.data, args.holdout)[1]
         print(f"evaluating the {len(paths)} photos that `train --holdout {args.holdout:g}` holds out of {args.data}")
-    results = evaluate(colorizer, paths, args.temperature, args.seed, hint_counts=hint_counts)
-    print(format_table(results, f"{args.model} on {args.data} ({len(paths)} photos, T = {args.temperature})"))
+    title = f"{args.model} on {args.data} ({len(paths)} photos, T = {args.temperature})"
+    if args.reference:
+        results = evaluate_reference(colorizer, paths, args.reference_strength, args.temperature, args.alternatives)
+        print(format_reference_table(results, f"{title}, each top half the reference of its bottom half, "
+                                              f"strength {args.reference_strength:g}"))
+    else:
+        results = evaluate(colorizer, paths, args.temperature, args.seed, hint_counts=hint_counts)
+        print(format_table(results, title))
     if args.json:
         write_text(args.json, json.dumps(results, indent=2))
     return results

@@ -21,18 +21,21 @@ import torch.nn.functional as F
 from PIL import Image
 
 from colorizer import checkpoint, export
+from colorizer import reference as reference_math
 from colorizer.atomic import write_text
 from colorizer.bins import ab_bins
 from colorizer.color import lab_to_rgb, normalize_l, rgb_to_lab
 from colorizer.decode import DEFAULT_TEMPERATURE, colorize_lab, colorize_logits, entropy, upsample
+from colorizer.defaults import DEFAULT_STRENGTH
 from colorizer.device import bf16_is_fast, resolve_device
 from colorizer.errors import UserError
-from colorizer.hints import empty_hints, user_hint_map
+from colorizer.hints import empty_hints, nearest_hint, pool_hints, user_hint_map
 from colorizer.images import check_size, to_pil, to_rgb_tensor
 
 BUNDLED_MODELS = ("generic", "dogs")
 DEFAULT_MODEL = "generic"
 BACKENDS = ("auto", "torch", "onnxruntime")
+REFERENCE_SIDE = 256  # a reference photo is read at most this many pixels a side
 
 
 def bundled_model_path(name: str) -> Path:
@@ -248,13 +251,78 @@ class Colorizer:
         return Prediction(to_pil(rgb), gray_image(lightness), uncertainty.clamp(0, 1))
 
     def colorize(self, image: Image.Image, temperature: float = DEFAULT_TEMPERATURE,
-                 hints: Sequence[dict[str, Any]] | None = None) -> Image.Image:
+                 hints: Sequence[dict[str, Any]] | None = None, reference: Image.Image | None = None,
+                 palette: Any = None, strength: float = DEFAULT_STRENGTH) -> Image.Image:
         """An RGB image of the input's size: the input's own lightness with predicted colour.
 
         `hints` (hint-capable models): [{"x": 120, "y": 40, "rgb": [200, 30, 30]}, ...] in the photo's
         pixels and 0-255 colour, optional "radius" in pixels; the network carries each hint's colour
-        over the region it belongs to."""
-        return self.colorize_many([image], temperature, hints=[hints])[0]
+        over the region it belongs to. `reference` (a colour image) and `palette` (["#8b4513",
+        "#87ceeb:0.5", (46, 139, 87), ...]) draw the colours towards theirs by `strength` in [0, 1]
+        (colorizer/reference.py); hints win near where they are."""
+        if reference is None and palette is None:
+            return self.colorize_many([image], temperature, hints=[hints])[0]
+        return self.colorize_guided(image, self.guide(reference, palette), temperature, hints, strength)
+
+    def colorize_guided(self, image: Image.Image, guide: reference_math.Guide, temperature: float = DEFAULT_TEMPERATURE,
+                        hints: Sequence[dict[str, Any]] | None = None, strength: float = DEFAULT_STRENGTH) -> Image.Image:
+        """`colorize` with a guide made once by `guide` (for many photos or frames with one reference)."""
+        (lightness,), logits = self._batch_logits([image], [hints])
+        logits = self.guided(lightness, logits, guide, strength, self.hint_map(image, hints))
+        return to_pil(colorize_logits(lightness, logits, temperature))
+
+    def guide(self, reference: Image.Image | None = None, palette: Any = None) -> reference_math.Guide:
+        """What a reference photo and/or a palette say about colours, computed once (a clip reuses it)."""
+        if reference is None and palette is None:
+            raise UserError("give a reference photo or a palette")
+        from_reference = from_palette = None
+        if reference is not None:
+            if not isinstance(reference, Image.Image):
+                raise UserError(f"expected a PIL image as the reference, got {type(reference).__name__}")
+            check_size(reference, "reference")
+            small = reference.copy()
+            small.thumbnail((REFERENCE_SIDE, REFERENCE_SIDE))  # its colours, not its detail, count
+            lab = rgb_to_lab(to_rgb_tensor(small))
+            if reference_math.chroma_share(lab[:, 1:]) < reference_math.MIN_CHROMA_SHARE:
+                raise UserError("the reference is gray: it carries no colour to take")
+            side = min(self.input_size, reference_math.REFERENCE_INPUT or self.input_size)
+            small_l = F.interpolate(lab[:, :1], size=(side, side), mode="bilinear", antialias=True, align_corners=False)
+            from_reference = reference_math.reference_guide(self._forward(small_l), lab[:, 1:])
+        if palette is not None:
+            colours, weights = reference_math.parse_palette(palette)
+            ab = rgb_to_lab(torch.tensor(colours, dtype=torch.float32)[:, :, None, None] / 255)[:, 1:, 0, 0]
+            from_palette = reference_math.Guide(reference_math.palette_histogram(ab, torch.tensor(weights)))
+        return reference_math.combine(from_reference, from_palette)
+
+    def guided(self, lightness: torch.Tensor, logits: torch.Tensor, guide: reference_math.Guide, strength: float,
+               hint_map: torch.Tensor | None = None) -> torch.Tensor:
+        """`logits` of the photo with full-resolution L `lightness` drawn towards `guide`, but not near hints."""
+        strength = reference_math.check_strength(strength)
+        nearness = None
+        if hint_map is not None and strength > 0:
+            small = normalize_l(self.to_working_size(lightness))
+            distance = nearest_hint(small, pool_hints(hint_map, small.shape[-1] // logits.shape[-1]))[1]
+            nearness = reference_math.hint_nearness(distance)
+        prior = torch.tensor(self.config["prior"], dtype=torch.float32)
+        return reference_math.guided_logits(logits, guide, prior, strength, nearness)
+
+    def alternatives(self, image: Image.Image, k: int = 4, temperature: float = DEFAULT_TEMPERATURE,
+                     hints: Sequence[dict[str, Any]] | None = None, reference: Image.Image | None = None,
+                     palette: Any = None, strength: float = DEFAULT_STRENGTH) -> list[Image.Image]:
+        """k distinct plausible colorizations (RGB, the input's size), the model's likeliest first: each picks
+        one colour mode for each colour segment of the photo (colorizer/reference.py)."""
+        guide = self.guide(reference, palette) if reference is not None or palette is not None else None
+        return self.alternatives_guided(image, k, guide, temperature, hints, strength)
+
+    def alternatives_guided(self, image: Image.Image, k: int = 4, guide: reference_math.Guide | None = None,
+                            temperature: float = DEFAULT_TEMPERATURE, hints: Sequence[dict[str, Any]] | None = None,
+                            strength: float = DEFAULT_STRENGTH) -> list[Image.Image]:
+        """`alternatives` with a guide made once by `guide`, or none."""
+        k = reference_math.check_alternatives(k)
+        (lightness,), logits = self._batch_logits([image], [hints])
+        if guide is not None:
+            logits = self.guided(lightness, logits, guide, strength, self.hint_map(image, hints))
+        return [to_pil(colorize_logits(lightness, each, temperature)) for each in reference_math.alternative_logits(logits, k)]
 
     def colorize_many(self, images: Sequence[Image.Image], temperature: float = DEFAULT_TEMPERATURE,
                       batch_size: int = 8, hints: Sequence[Sequence[dict[str, Any]] | None] | None = None

@@ -17,9 +17,11 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import gradio as gr  # noqa: E402
 
 from colorizer.decode import DEFAULT_TEMPERATURE  # noqa: E402
+from colorizer.defaults import DEFAULT_STRENGTH  # noqa: E402
 from colorizer.errors import UserError  # noqa: E402
 from colorizer.infer import Colorizer  # noqa: E402
 from demo import logic  # noqa: E402
+from demo import reference as reference_ui  # noqa: E402
 from demo import video as demo_video  # noqa: E402
 
 EXAMPLES_DIR = Path(__file__).parent / "examples"
@@ -69,7 +71,7 @@ def build_demo(models: logic.Models | Mapping[str, Colorizer | str | os.PathLike
                examples_dir: str | os.PathLike | None = EXAMPLES_DIR) -> gr.Blocks:
     """The page; `models` maps menu names to Colorizers or to what Colorizer.load takes."""
     models = models if isinstance(models, logic.Models) else logic.Models(models)
-    editor = logic.HintEditor(models)
+    editor = reference_ui.GuidedHintEditor(models)  # keeps a photo's reference colours through hint edits
     pngs = tempfile.TemporaryDirectory(prefix="colorizer-demo-")
     png = partial(logic.save_png, pngs.name)
     jpeg = partial(logic.save_jpeg, pngs.name)
@@ -153,13 +155,18 @@ def build_demo(models: logic.Models | Mapping[str, Colorizer | str | os.PathLike
 
     @shows_user_errors
     def colorize(photo: str, model: str = models.default, temperature: float = DEFAULT_TEMPERATURE,
-                 hints: str | None = None):
+                 hints: str | None = None, reference: str | None = None, palette: str | None = None,
+                 strength: float = DEFAULT_STRENGTH):
         """The photo colorized at its full size, as PNG; a colour photo is reduced to gray first.
         `hints` (hint-capable models): a JSON list like '[{"x": 120, "y": 40, "rgb": [200, 30, 30]}]'
-        in the photo's pixels and 0-255 colour, with an optional "radius" in pixels."""
+        in the photo's pixels and 0-255 colour, with an optional "radius" in pixels. `reference` (a colour
+        image) and `palette` ("#8b4513,#87ceeb:0.5") draw the colours towards theirs by `strength` (0-1)."""
         if photo is None:
             raise gr.Error("no photo given")
         image = logic.read_upload(photo).image
+        if reference or (palette or "").strip():
+            return png(reference_ui.colorize_with(models[model], image, temperature, logic.parse_hints(hints),
+                                                  reference, palette, strength), "colorized")
         return png(models.colorize_batched(model, image, temperature, logic.parse_hints(hints)), "colorized")
 
     with gr.Blocks(title="Colorful Image Colorization", analytics_enabled=False,
@@ -191,6 +198,7 @@ def build_demo(models: logic.Models | Mapping[str, Colorizer | str | os.PathLike
                         undo = gr.Button("Undo", size="sm", min_width=60, elem_id="undo-hint")
                         remove = gr.Button("Remove", size="sm", min_width=60, elem_id="remove-hint")
                         clear = gr.Button("Clear all", size="sm", min_width=60, elem_id="clear-hints")
+                reference_panel = reference_ui.panel()
             with gr.Column(scale=2):
                 with gr.Tab("Colour hints"):
                     hints_view = gr.Image(label="Click to place a hint", format="jpeg", interactive=False,
@@ -245,10 +253,17 @@ def build_demo(models: logic.Models | Mapping[str, Colorizer | str | os.PathLike
         model.change(hint_panel, model, panel, queue=False, **private)
         demo.load(hint_panel, model, panel, queue=False, **private)
 
+        reference_panel.connect(models, editor, png, jpeg, photo=photo, model=model, temperature=temperature, board=board,
+                                back_to_automatic=[button.click, model.change, temperature.release, photo.upload],
+                                hints_view=hints_view, result=result, download=download)
+
         # the API: a photo in, its full-size colorization out: Client(url).predict(handle_file(p), api_name="/colorize")
         hidden_trigger = gr.Button(visible=False)
         hidden_hints = gr.Textbox(visible=False)
-        hidden_trigger.click(colorize, inputs + [hidden_hints], Picture(label="colorized", visible=False),
+        hidden_reference = gr.Image(visible=False)
+        hidden_reference.preprocess = lambda payload: payload and payload.path
+        hidden_look = [hidden_reference, gr.Textbox(visible=False), gr.Number(DEFAULT_STRENGTH, visible=False)]
+        hidden_trigger.click(colorize, inputs + [hidden_hints] + hidden_look, Picture(label="colorized", visible=False),
                              api_name="colorize", concurrency_limit=MAX_BATCH)
 
         examples = sorted(Path(examples_dir).glob("*.jpg")) if examples_dir else []

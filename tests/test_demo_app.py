@@ -113,7 +113,8 @@ def test_colorize_takes_hints_as_json(hint_client, tmp_path):
 def test_the_hints_keyword_is_optional_in_the_api(hint_client):
     parameters = hint_client.view_api(print_info=False, return_format="dict")["named_endpoints"]["/colorize"]["parameters"]
     assert [(p["parameter_name"], p["parameter_has_default"]) for p in parameters] == [
-        ("photo", False), ("model", True), ("temperature", True), ("hints", True)]
+        ("photo", False), ("model", True), ("temperature", True), ("hints", True), ("reference", True),
+        ("palette", True), ("strength", True)]
 
 
 @pytest.mark.parametrize("model, hints, message", [
