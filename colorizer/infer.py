@@ -285,7 +285,10 @@ class Colorizer:
             lab = rgb_to_lab(to_rgb_tensor(small))
             if reference_math.chroma_share(lab[:, 1:]) < reference_math.MIN_CHROMA_SHARE:
                 raise UserError("the reference is gray: it carries no colour to take")
+            # an exported ONNX graph takes the working size only; PyTorch takes the smaller, faster one
             side = min(self.input_size, reference_math.REFERENCE_INPUT or self.input_size)
+            if self.backend == "onnxruntime":
+                side = self.input_size
             small_l = F.interpolate(lab[:, :1], size=(side, side), mode="bilinear", antialias=True, align_corners=False)
             from_reference = reference_math.reference_guide(self._forward(small_l), lab[:, 1:])
         if palette is not None:
