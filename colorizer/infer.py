@@ -79,6 +79,10 @@ class Colorizer:
             example += (empty_hints(1, *size, device=self.device).to(self.dtype),)
         with torch.inference_mode(False), torch.no_grad(), warnings.catch_warnings():
             warnings.simplefilter("ignore", FutureWarning)  # torch.jit is deprecated, yet still the fastest here
+            # TracerWarnings flag Python values the trace records as constants: the bin centres (and the
+            # gamut computation behind their first use), the working size and the loops over it, all
+            # fixed for a model; the graph is traced at that size only (to_working_size)
+            warnings.simplefilter("ignore", torch.jit.TracerWarning)
             # the trace's self-check compares value names, which differ between traces of hint models
             # alone; tests/test_hints.py checks the frozen graph against eager mode instead
             frozen = torch.jit.freeze(torch.jit.trace(model, example, check_trace=False))

@@ -316,7 +316,8 @@ def build_demo(models: logic.Models | Mapping[str, Colorizer | str | os.PathLike
         # of them (a click and the picker's blur) from both editing the same board.
         edited = [board, hints_view, result, download, chips, picker, swatches]
         hint_inputs = inputs + [board]
-        in_order = {"trigger_mode": "multiple", "concurrency_id": "hint-edits", "concurrency_limit": 1, **private}
+        in_order = {"trigger_mode": "multiple", "concurrency_id": "hint-edits", "concurrency_limit": 1,
+                    "show_progress": "minimal", **private}
         hints_view.select(page.click_view, hint_inputs + [move], edited, **in_order)
         for view in (result, photo):
             view.select(page.click_photo, hint_inputs + [move], edited, **in_order)

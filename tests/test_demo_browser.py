@@ -278,14 +278,18 @@ def slow_hint_page(tiny_hint_checkpoint, tmp_path):
 @pytest.mark.timeout(180)
 def test_twenty_quick_clicks_place_twenty_hints(slow_hint_page):
     page = slow_hint_page
-    page.locator("#hint-view img").click(position=at(page, 10, 10))
+    view = page.locator("#hint-view img").bounding_box()
+    page.mouse.click(view["x"] + 5, view["y"] + 5)
     page.locator("#swatches button").first.wait_for()
-    for i in range(20):  # at a visitor's pace, not waiting for the page to answer each click
-        page.locator("#hint-view img").click(position=at(page, 20 + 28 * (i % 10), 60 + 120 * (i // 10)))
-        page.locator("#swatches button").first.click()
+    swatch = page.locator("#swatches button").first.bounding_box()
+    spots = [(20 + 28 * (i % 10), 60 + 120 * (i // 10)) for i in range(20)]
+    for x, y in spots:  # a visitor's clicks, which do not wait for the page to answer (as locator.click would)
+        page.mouse.click(view["x"] + view["width"] * x / 320, view["y"] + view["height"] * y / 240)
+        page.mouse.click(swatch["x"] + swatch["width"] / 2, swatch["y"] + swatch["height"] / 2)
+        page.wait_for_timeout(100)
     page.wait_for_function("() => document.querySelectorAll('#hint-chips button').length >= 20", timeout=90_000)
     page.wait_for_timeout(1500)  # nothing more on its way
-    assert chips(page) == [f"{i + 1}: {20 + 28 * (i % 10)}, {60 + 120 * (i // 10)}" for i in range(20)]
+    assert chips(page) == [f"{i + 1}: {x}, {y}" for i, (x, y) in enumerate(spots)]
 
 
 def test_a_click_right_after_the_colour_picker_counts(hint_page):
@@ -293,7 +297,8 @@ def test_a_click_right_after_the_colour_picker_counts(hint_page):
     place(page, 50, 50)
     page.locator("#hint-colour button.dialog-button").click()
     page.locator("#hint-colour input[type=text]").fill("#0000ff")
-    page.locator("#hint-view img").click(position=at(page, 250, 180))  # closes the picker, and places a spot
+    view = page.locator("#hint-view img").bounding_box()
+    page.mouse.click(view["x"] + view["width"] * 250 / 320, view["y"] + view["height"] * 180 / 240)  # closes it
     page.locator("#swatches button").first.click()
     page.wait_for_function("() => document.querySelectorAll('#hint-chips button').length >= 2")
     page.wait_for_timeout(1000)
