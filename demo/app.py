@@ -356,9 +356,10 @@ def build_demo(models: logic.Models | Mapping[str, Colorizer | str | os.PathLike
 
 
 def launch(host: str = "127.0.0.1", port: int = 7860, share: bool = False,
-           models_dir: str | os.PathLike | None = "models") -> None:
-    """Serve the demo on the bundled models plus the checkpoints in `models_dir` (what `colorizer demo` runs)."""
+           models_dir: str | os.PathLike | None = "models", open_browser: bool = False) -> None:
+    """Serve the demo on the bundled models plus the checkpoints in `models_dir` (what `colorizer demo` runs);
+    `open_browser`: also open the page in the default browser, once it is served."""
     demo = build_demo(logic.find_models(models_dir))
     signal.signal(signal.SIGTERM, signal.default_int_handler)  # stop as on Ctrl-C: close, remove temporary files
     demo.launch(server_name=host, server_port=port, share=share, ssr_mode=False, run_history=False,
-                footer_links=["api"], max_file_size="100mb")
+                footer_links=["api"], max_file_size="100mb", inbrowser=open_browser)
