@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from pathlib import Path
@@ -130,20 +131,27 @@ PIXEL = """async ([selector, x, y]) => {
     return Array.from(context.getImageData(x, y, 1, 1).data.slice(0, 3)); }"""
 
 
-@pytest.fixture
-def hint_page(hint_server, tmp_path):  # noqa: F811  (the fixture imported above)
-    """The page with a 320x240 gray photo uploaded and colorized by the hint-capable model."""
-    upload = tmp_path / "gray.png"
+@contextlib.contextmanager
+def page_with_a_gray_photo(url: str, folder, timeout_ms: int = 30_000):
+    """A browser on the page at `url` with a 320x240 gray photo uploaded and colorized."""
+    upload = folder / "gray.png"
     photo(320, 240).convert("L").save(upload)
     with sync_api.sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": 1280, "height": 1000})
-        page.set_default_timeout(30_000)
-        page.goto(hint_server)
+        page.set_default_timeout(timeout_ms)
+        page.goto(url)
         page.locator("#photo input[type=file]").set_input_files(upload)
         page.locator("#hint-view img").wait_for()
         yield page
         browser.close()
+
+
+@pytest.fixture
+def hint_page(hint_server, tmp_path):  # noqa: F811  (the fixture imported above)
+    """The page with a 320x240 gray photo uploaded and colorized by the hint-capable model."""
+    with page_with_a_gray_photo(hint_server, tmp_path) as page:
+        yield page
 
 
 def after(page, selector: str, action) -> None:
@@ -261,17 +269,8 @@ def slow_hint_page(tiny_hint_checkpoint, tmp_path):
     colorizer._forward = slowly
     demo = build_demo({"generic": colorizer}, examples_dir=None)
     demo.launch(server_name="127.0.0.1", prevent_thread_lock=True, quiet=True, ssr_mode=False, run_history=False)
-    upload = tmp_path / "gray.png"
-    photo(320, 240).convert("L").save(upload)
-    with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        page = browser.new_page(viewport={"width": 1280, "height": 1000})
-        page.set_default_timeout(60_000)
-        page.goto(demo.local_url)
-        page.locator("#photo input[type=file]").set_input_files(upload)
-        page.locator("#hint-view img").wait_for()
+    with page_with_a_gray_photo(demo.local_url, tmp_path, timeout_ms=60_000) as page:
         yield page
-        browser.close()
     demo.close()
 
 
