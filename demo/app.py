@@ -51,6 +51,29 @@ button { border: 1px solid #8888; border-radius: 6px; padding: 6px 10px; min-wid
 # shorten the page, or the release lands somewhere else and the click is lost
 PICKER_OVER_PAGE = """<style>#hint-colour { position: relative; overflow: visible; }
 #hint-colour .color-picker { position: absolute; z-index: 50; box-shadow: 0 4px 16px #0004; }</style>"""
+# Gradio computes a click's pixel from the image's natural size, which a view still loading after a redraw
+# does not have yet: its click would reach the server without a pixel and be lost. Such a click is held
+# and replayed once the new image is there (it has the same size, so the same spot).
+REPLAY_EARLY_CLICKS = """<script>(() => {
+  const replayed = new WeakSet();
+  const views = '#hint-view .image-frame, #result .image-frame, #photo .image-frame';
+  document.addEventListener('click', (event) => {
+    const frame = event.target.closest && event.target.closest(views);
+    const img = frame && frame.querySelector('img');
+    if (!img || replayed.has(event) || (img.complete && img.naturalWidth > 0)) return;
+    event.stopPropagation();
+    const { clientX, clientY } = event, selector = '#' + frame.closest('[id]').id + ' .image-frame img';
+    const replay = async () => {
+      const now = document.querySelector(selector);
+      if (!now) return;
+      try { await now.decode(); } catch { return setTimeout(replay, 50); }
+      const click = new MouseEvent('click', { bubbles: true, clientX, clientY });
+      replayed.add(click);
+      now.dispatchEvent(click);
+    };
+    setTimeout(replay, 0);
+  }, true);
+})();</script>"""
 SEND_SWATCH = ("element.addEventListener('click', (event) => { const button = event.target.closest('button[data-hex]');"
                " if (button) trigger('click', {hex: button.dataset.hex}); });")
 SEND_CHIP = ("element.addEventListener('click', (event) => { const button = event.target.closest('button[data-index]');"
@@ -135,13 +158,17 @@ class Page:
     # hint edits: each returns the outputs of `redraw`
 
     @shows_user_errors
-    def redraw(self, path: str, name: str, temperature: float, board: logic.HintBoard, suggestions, recolorized: bool):
+    def redraw(self, path: str, name: str, temperature: float, board: logic.HintBoard, suggestions, recolorized: bool,
+               from_picker: bool = False):
         """The page after a hint edit: the hint view; when the hints changed, the full-resolution result and
         its download; the hint list; the picker on the selected hint's colour (or on the likeliest colour at
-        the selected spot); and, unless None (kept), the colours suggested there."""
+        the selected spot) unless the edit came `from_picker`, whose own value may be newer than the one the
+        edit sent; and, unless None (kept), the colours suggested there."""
         result, view = self.editor.views(path, name, temperature, board)
         result_png = self.png(result, path, "colorized") if recolorized else gr.skip()
-        if board.selected is not None:
+        if from_picker:
+            colour = gr.skip()
+        elif board.selected is not None:
             colour = board.hints[board.selected].hex
         else:
             colour = logic.swatches(suggestions[:1])[0]["hex"] if board.spot and suggestions else gr.skip()
@@ -158,16 +185,17 @@ class Page:
         return False
 
     @shows_user_errors
-    def edit(self, edit, path, name, temperature, board: logic.HintBoard, *values, same_spot: bool = False):
+    def edit(self, edit, path, name, temperature, board: logic.HintBoard, *values, same_spot: bool = False,
+             from_picker: bool = False):
         """Applies `edit(board, *values)` and redraws. `same_spot`: the edit leaves the selection where it is
-        and the other hints as they are, so the suggested colours stay."""
+        and the other hints as they are, so the suggested colours stay; `from_picker`: see `redraw`."""
         if self.takes_no_hints(path, name):
             return [gr.skip()] * SKIP_EDITED
         edited = edit(board, *values)
         if edited is board:
             return [gr.skip()] * SKIP_EDITED
         suggestions = None if same_spot else self.editor.suggestions(path, name, edited)
-        return self.redraw(path, name, temperature, edited, suggestions, edited.hints != board.hints)
+        return self.redraw(path, name, temperature, edited, suggestions, edited.hints != board.hints, from_picker)
 
     @shows_user_errors
     def click(self, shown_at_view_size: bool, path, name, temperature, board: logic.HintBoard, move: bool,
@@ -192,8 +220,10 @@ class Page:
                          same_spot=True)
 
     def choose_picked(self, path, name, temperature, board, colour: str):
+        # Enter in the picker's text field sends the colour from before the typing, and leaving it then
+        # sends the typed one: answering the first with its colour would overwrite the typed one
         return self.edit(logic.HintBoard.choose, path, name, temperature, board, logic.rgb_of_hex(colour),
-                         same_spot=True)
+                         same_spot=True, from_picker=True)
 
     def select_chip(self, path, name, temperature, board, evt: gr.EventData):
         return self.edit(logic.HintBoard.select, path, name, temperature, board, evt.index)
@@ -269,7 +299,8 @@ def build_demo(models: logic.Models | Mapping[str, Colorizer | str | os.PathLike
                                        container=True, show_label=True, elem_id="swatches", head=PICKER_OVER_PAGE)
                     picker = gr.ColorPicker("#c0392b", label="Or pick a colour", elem_id="hint-colour")
                     chips = gr.HTML([], html_template=CHIPS, css_template=BUTTON_CSS, js_on_load=SEND_CHIP,
-                                    label="Hints (click one to select it)", container=True, show_label=True, elem_id="hint-chips")
+                                    label="Hints (click one to select it)", container=True, show_label=True, elem_id="hint-chips",
+                                    head=REPLAY_EARLY_CLICKS)
                     move = gr.Checkbox(label="A click moves the selected hint", elem_id="move-hint")
                     with gr.Row():
                         undo = gr.Button("Undo", size="sm", min_width=60, elem_id="undo-hint")
