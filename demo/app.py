@@ -39,6 +39,7 @@ until then the colorization stays as it is. Click a hint's marker or its chip to
 # The suggested colours and the hint list are buttons drawn from the state (Gradio 6 HTML templates);
 # a click sends the button's data back to Python as the event's data.
 SWATCHES = """<div class="swatches">{{#each value}}<button class="swatch" data-hex="{{this.hex}}"
+ data-x="{{this.x}}" data-y="{{this.y}}"
  style="background: {{this.hex}}; color: {{this.ink}}" title="{{this.hex}}">{{this.label}}</button>{{/each}}</div>"""
 CHIPS = """<div class="chips">{{#each value}}<button class="{{this.state}}" data-index="{{this.index}}"
  style="background: {{this.hex}}; color: {{this.ink}}" title="{{this.hex}}">{{this.label}}</button>{{else}}
@@ -52,32 +53,33 @@ button { border: 1px solid #8888; border-radius: 6px; padding: 6px 10px; min-wid
 PICKER_OVER_PAGE = """<style>#hint-colour { position: relative; overflow: visible; }
 #hint-colour .color-picker { position: absolute; z-index: 50; box-shadow: 0 4px 16px #0004; }</style>"""
 # Gradio computes a click's pixel from the image's natural size, which a view still loading after a redraw
-# does not have yet: its click would reach the server without a pixel and be lost. Such a click is held
-# and replayed once the new image is there (it has the same size, so the same spot).
-REPLAY_EARLY_CLICKS = """<script>(() => {
-  const replayed = new WeakSet();
+# does not have yet: its click would reach the server without a pixel and be lost. For that click the
+# view lends the image the size of the one it had before (a redraw keeps the size), in the click's own
+# turn, so the clicks and choices still reach the server in the order they were made.
+LEND_LOADING_VIEWS_A_SIZE = """<script>(() => {
   const views = '#hint-view .image-frame, #result .image-frame, #photo .image-frame';
+  const sizes = {};
+  const key = (frame) => frame.closest('[id]').id;
+  document.addEventListener('load', (event) => {
+    const img = event.target, frame = img.tagName === 'IMG' && img.closest(views);
+    if (frame && img.naturalWidth > 0) sizes[key(frame)] = [img.naturalWidth, img.naturalHeight];
+  }, true);
   document.addEventListener('click', (event) => {
     const frame = event.target.closest && event.target.closest(views);
-    const img = frame && frame.querySelector('img');
-    if (!img || replayed.has(event) || (img.complete && img.naturalWidth > 0)) return;
-    event.stopPropagation();
-    const { clientX, clientY } = event, selector = '#' + frame.closest('[id]').id + ' .image-frame img';
-    const replay = async () => {
-      const now = document.querySelector(selector);
-      if (!now) return;
-      try { await now.decode(); } catch { return setTimeout(replay, 50); }
-      const click = new MouseEvent('click', { bubbles: true, clientX, clientY });
-      replayed.add(click);
-      now.dispatchEvent(click);
-    };
-    setTimeout(replay, 0);
+    const img = frame && frame.querySelector('img'), size = frame && sizes[key(frame)];
+    if (!img || !size || (img.complete && img.naturalWidth > 0)) return;
+    Object.defineProperty(img, 'naturalWidth', { value: size[0], configurable: true });
+    Object.defineProperty(img, 'naturalHeight', { value: size[1], configurable: true });
+    setTimeout(() => { delete img.naturalWidth; delete img.naturalHeight; }, 0);
   }, true);
 })();</script>"""
-SEND_SWATCH = ("element.addEventListener('click', (event) => { const button = event.target.closest('button[data-hex]');"
-               " if (button) trigger('click', {hex: button.dataset.hex}); });")
-SEND_CHIP = ("element.addEventListener('click', (event) => { const button = event.target.closest('button[data-index]');"
-             " if (button) trigger('click', {index: Number(button.dataset.index)}); });")
+# On the press, not the click: every redraw renders the buttons anew, and a click whose press and release
+# straddle one reaches no button
+SEND_SWATCH = ("element.addEventListener('pointerdown', (event) => { const button = event.target.closest('button[data-hex]');"
+               " if (button && event.button === 0) trigger('click', {hex: button.dataset.hex,"
+               " x: Number(button.dataset.x), y: Number(button.dataset.y)}); });")
+SEND_CHIP = ("element.addEventListener('pointerdown', (event) => { const button = event.target.closest('button[data-index]');"
+             " if (button && event.button === 0) trigger('click', {index: Number(button.dataset.index)}); });")
 
 
 def shows_user_errors(fn):
@@ -173,7 +175,7 @@ class Page:
         else:
             colour = logic.swatches(suggestions[:1])[0]["hex"] if board.spot and suggestions else gr.skip()
         return (board, self.jpeg(view, path, "hints"), result_png, result_png, board.chips(), colour,
-                gr.skip() if suggestions is None else logic.swatches(suggestions))
+                gr.skip() if suggestions is None else logic.swatches(suggestions, board.target))
 
     def takes_no_hints(self, path: str | None, name: str) -> bool:
         """Nothing to edit without a photo; a model without hint inputs only says so."""
@@ -216,8 +218,8 @@ class Page:
         return self.click(False, path, name, temperature, board, move, evt.index)
 
     def choose_swatch(self, path, name, temperature, board, evt: gr.EventData):
-        return self.edit(logic.HintBoard.choose, path, name, temperature, board, logic.rgb_of_hex(evt.hex),
-                         same_spot=True)
+        return self.edit(logic.HintBoard.choose_at, path, name, temperature, board, evt.x, evt.y,
+                         logic.rgb_of_hex(evt.hex), same_spot=True)
 
     def choose_picked(self, path, name, temperature, board, colour: str):
         # Enter in the picker's text field sends the colour from before the typing, and leaving it then
@@ -300,7 +302,7 @@ def build_demo(models: logic.Models | Mapping[str, Colorizer | str | os.PathLike
                     picker = gr.ColorPicker("#c0392b", label="Or pick a colour", elem_id="hint-colour")
                     chips = gr.HTML([], html_template=CHIPS, css_template=BUTTON_CSS, js_on_load=SEND_CHIP,
                                     label="Hints (click one to select it)", container=True, show_label=True, elem_id="hint-chips",
-                                    head=REPLAY_EARLY_CLICKS)
+                                    head=LEND_LOADING_VIEWS_A_SIZE)
                     move = gr.Checkbox(label="A click moves the selected hint", elem_id="move-hint")
                     with gr.Row():
                         undo = gr.Button("Undo", size="sm", min_width=60, elem_id="undo-hint")

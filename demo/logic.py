@@ -434,6 +434,18 @@ class HintBoard:
         selected hint."""
         return self.place(*self.spot, rgb) if self.spot else self.recolour(rgb)
 
+    def choose_at(self, x: int, y: int, rgb: Sequence[int]) -> HintBoard:
+        """A colour chosen for the point (x, y): recolours the hint there, or places one."""
+        at = next((i for i, hint in enumerate(self.hints) if (hint.x, hint.y) == (int(x), int(y))), None)
+        return self.place(x, y, rgb) if at is None else self.select(at).recolour(rgb)
+
+    @property
+    def target(self) -> tuple[int, int] | None:
+        """The point the selection stands for: the spot, or the selected hint's."""
+        if self.spot:
+            return self.spot
+        return (self.hints[self.selected].x, self.hints[self.selected].y) if self.selected is not None else None
+
     def move(self, x: int, y: int) -> HintBoard:
         hint = self._selected_hint("move")
         return self._with_selected(replace(hint, x=int(x), y=int(y)))
@@ -490,10 +502,12 @@ def luma(rgb: Sequence[int]) -> float:
     return 0.299 * rgb[0] + 0.587 * rgb[1] + 0.114 * rgb[2]
 
 
-def swatches(suggestions: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Colorizer.suggest's colours as the page's swatch buttons."""
+def swatches(suggestions: Sequence[dict[str, Any]], point: tuple[int, int] | None = None) -> list[dict[str, Any]]:
+    """Colorizer.suggest's colours as the page's swatch buttons, each carrying the `point` it was suggested
+    for, so that a choice lands there even when a later click has reached the server first."""
+    x, y = point if point else ("", "")
     return [{"hex": Hint(0, 0, tuple(s["rgb"])).hex, "ink": "#000" if luma(s["rgb"]) > 140 else "#fff",
-             "label": f"{100 * s['probability']:.0f} %"} for s in suggestions]
+             "label": f"{100 * s['probability']:.0f} %", "x": x, "y": y} for s in suggestions]
 
 
 def marker_radius(photo_size: tuple[int, int]) -> float:

@@ -282,10 +282,12 @@ def test_twenty_quick_clicks_place_twenty_hints(slow_hint_page):
     page.locator("#swatches button").first.wait_for()
     swatch = page.locator("#swatches button").first.bounding_box()
     spots = [(20 + 28 * (i % 10), 60 + 120 * (i // 10)) for i in range(20)]
-    for x, y in spots:  # a visitor's clicks, which do not wait for the page to answer (as locator.click would)
+    for x, y in spots:  # a visitor's clicks: raw mouse events, which do not wait for the page as locator.click does
+        suggested = page.locator("#swatches").inner_html()
         page.mouse.click(view["x"] + view["width"] * x / 320, view["y"] + view["height"] * y / 240)
+        # the colours suggested for the spot, then a choice and at once the next spot, not waiting for the hint
+        page.wait_for_function("html => document.querySelector('#swatches').innerHTML !== html", arg=suggested)
         page.mouse.click(swatch["x"] + swatch["width"] / 2, swatch["y"] + swatch["height"] / 2)
-        page.wait_for_timeout(100)
     placed, waited = chips(page), 0
     while len(placed) < 20 and waited < 150:  # until all are placed, or none has come for 10 s
         page.wait_for_timeout(10_000)

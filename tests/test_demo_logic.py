@@ -350,8 +350,17 @@ def test_chips_and_swatches_carry_colours_readably():
     chips = logic.HintBoard().place(3, 4, (250, 250, 250)).place(5, 6, (10, 10, 10)).chips()
     assert [(c["label"], c["hex"], c["ink"], c["state"]) for c in chips] == [
         ("1: 3, 4", "#fafafa", "#000", "chip"), ("2: 5, 6", "#0a0a0a", "#fff", "chip selected")]
-    assert logic.swatches([{"rgb": [200, 30, 30], "probability": 0.256}]) == [
-        {"hex": "#c81e1e", "ink": "#fff", "label": "26 %"}]
+    assert logic.swatches([{"rgb": [200, 30, 30], "probability": 0.256}], (5, 6)) == [
+        {"hex": "#c81e1e", "ink": "#fff", "label": "26 %", "x": 5, "y": 6}]
+
+
+def test_a_colour_chosen_for_a_point_lands_there_whatever_is_selected_now():
+    board = logic.HintBoard().place(10, 10, (1, 1, 1)).point(50, 40)  # a later click selected another spot
+    assert board.target == (50, 40) and board.select(0).target == (10, 10)
+    recoloured = board.choose_at(10, 10, (200, 0, 0))
+    assert recoloured.hints == (logic.Hint(10, 10, (200, 0, 0)),) and recoloured.selected == 0
+    placed = board.choose_at(30, 20, (0, 0, 200))
+    assert [(h.x, h.y) for h in placed.hints] == [(10, 10), (30, 20)] and placed.selected == 1
 
 
 def test_clicks_on_a_shrunk_view_land_on_the_photos_pixel():
