@@ -283,10 +283,9 @@ def test_twenty_quick_clicks_place_twenty_hints(slow_hint_page):
     swatch = page.locator("#swatches button").first.bounding_box()
     spots = [(20 + 28 * (i % 10), 60 + 120 * (i // 10)) for i in range(20)]
     for x, y in spots:  # a visitor's clicks: raw mouse events, which do not wait for the page as locator.click does
-        suggested = page.locator("#swatches").inner_html()
         page.mouse.click(view["x"] + view["width"] * x / 320, view["y"] + view["height"] * y / 240)
         # the colours suggested for the spot, then a choice and at once the next spot, not waiting for the hint
-        page.wait_for_function("html => document.querySelector('#swatches').innerHTML !== html", arg=suggested)
+        page.locator(f'#swatches button[data-x="{x}"][data-y="{y}"]').first.wait_for()
         page.mouse.click(swatch["x"] + swatch["width"] / 2, swatch["y"] + swatch["height"] / 2)
     placed, waited = chips(page), 0
     while len(placed) < 20 and waited < 150:  # until all are placed, or none has come for 10 s
@@ -305,7 +304,7 @@ def test_a_click_right_after_the_colour_picker_counts(hint_page):
     page.locator("#hint-colour input[type=text]").fill("#0000ff")
     view = page.locator("#hint-view img").bounding_box()
     page.mouse.click(view["x"] + view["width"] * 250 / 320, view["y"] + view["height"] * 180 / 240)  # closes it
-    page.locator("#swatches button").first.click()
+    page.locator('#swatches button[data-x="250"][data-y="180"]').first.click()  # a colour suggested there
     page.wait_for_function("() => document.querySelectorAll('#hint-chips button').length >= 2")
     page.wait_for_timeout(1000)
     assert chips(page) == ["1: 50, 50", "2: 250, 180"]
