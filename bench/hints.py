@@ -3,8 +3,9 @@
 Times what the page's handler does after each hint edit, without Gradio's transport: `HintEditor.views`
 (the network and the decoding from the photo's kept lightness, then the hint view with its markers) and
 the files it writes (the result as PNG, the view as JPEG). The photo already has two hints; each run adds one
-at a random spot. Also reported: a whole click that places a hint, which first asks the model for the
-likeliest colours there (`Colorizer.suggest`). Uses the bundled default model if it takes hints;
+at a random spot. Also reported: a click on the photo, which selects a spot and asks the model for the
+colours likeliest there (`Colorizer.suggest`), then redraws the hint view from the kept colorization
+(choosing a colour then places the hint: the edit timed above). Uses the bundled default model if it takes hints;
 otherwise (until it is retrained with hint inputs) a randomly initialised effnet-lite0 with hint inputs
 at the same 160 px working size (the same compute), and says so. Goal: 0.3 s.
 The model is loaded as the demo loads it (`optimize=True`, backend "auto") and, in the same run and
@@ -96,8 +97,8 @@ def main() -> None:
     print(f"{describe()}; torch threads {torch.get_num_threads()}")
     for backend in editors:
         runs, placing = edits[backend][args.warmup :], clicks[backend][args.warmup :]
-        print(f"{backend} ({editors[backend].models['generic'].backend}): a click that places a hint (suggested "
-              f"colours, then the same): median {statistics.median(placing):.3f} s; colorizing 1024x768 again after "
+        print(f"{backend} ({editors[backend].models['generic'].backend}): a click that selects a spot (suggested "
+              f"colours, the hint view redrawn): median {statistics.median(placing):.3f} s; colorizing 1024x768 again after "
               f"a hint is added, {args.runs} runs: median {statistics.median(runs):.3f} s, min {min(runs):.3f} s, "
               f"max {max(runs):.3f} s")
     median = statistics.median(edits["auto"][args.warmup :])

@@ -118,3 +118,44 @@ def nearest_bins(ab: torch.Tensor, k: int = 5) -> tuple[torch.Tensor, torch.Tens
         return t.reshape(n, h, w, k).permute(0, 3, 1, 2)
 
     return to_image(idx_k), to_image(d2_k)
+
+
+HUE_FREE_CHROMA = 12.0  # ab units: the five central bins, too near gray to have a hue worth naming
+MODE_HUE_WIDTH = 10.0  # degrees: the hue smoothing that decides how far apart two modes lie
+
+
+def colour_modes(probabilities: torch.Tensor, hue_width: float = MODE_HUE_WIDTH,
+                 hue_free_chroma: float = HUE_FREE_CHROMA) -> tuple[torch.Tensor, torch.Tensor]:
+    """The modes of one predicted distribution over the bins (313,): (ab (M, 2), probability (M,)),
+    likeliest first.
+
+    A single bin is a poor answer to "which colour is likely here": a model spreads skin over a dozen
+    orange bins at a few percent each while gray sits in one bin, so the likeliest *bin* is often gray
+    though the likeliest *hue* is not. Here the hue-free bins (chroma under `hue_free_chroma`) make one
+    mode; the others are grouped by hue, each into the peak of the hue density (smoothed with a
+    Gaussian of `hue_width` degrees) that climbing from its hue reaches. A mode's probability is its
+    bins' total and its colour their probability-weighted mean ab.
+    """
+    probabilities = probabilities.detach().float().cpu()
+    bins = ab_bins()
+    chroma = bins.norm(dim=1)
+    hue = torch.rad2deg(torch.atan2(bins[:, 1], bins[:, 0])) % 360
+    chromatic = chroma >= hue_free_chroma
+    grid = torch.arange(360.0)
+    offset = (grid[:, None] - hue[None, chromatic] + 180) % 360 - 180  # circular distance, degrees
+    density = (torch.exp(-0.5 * (offset / hue_width) ** 2) * probabilities[chromatic]).sum(1)
+    # each degree points at its higher neighbour (itself at a peak); pointer doubling then leads every
+    # degree to the peak its climb ends on (2 ** 9 steps > 360)
+    left, right = density.roll(1), density.roll(-1)
+    uphill = torch.where(right > torch.maximum(density, left), (grid + 1) % 360,
+                         torch.where(left > density, (grid - 1) % 360, grid)).long()
+    for _ in range(9):
+        uphill = uphill[uphill]
+    peak = torch.full((len(bins),), -1, dtype=torch.long)  # -1: the hue-free mode
+    peak[chromatic] = uphill[hue[chromatic].round().long() % 360]
+    labels, mode_of_bin = torch.unique(peak, return_inverse=True)
+    mass = torch.zeros(len(labels)).index_add_(0, mode_of_bin, probabilities)
+    weighted = torch.zeros(len(labels), 2).index_add_(0, mode_of_bin, probabilities[:, None] * bins)
+    order = mass.argsort(descending=True)
+    order = order[mass[order] > 0]
+    return weighted[order] / mass[order, None], mass[order]

@@ -23,7 +23,7 @@ from PIL import Image
 from colorizer import checkpoint, export
 from colorizer import reference as reference_math
 from colorizer.atomic import write_text
-from colorizer.bins import ab_bins
+from colorizer.bins import colour_modes
 from colorizer.color import lab_to_rgb, normalize_l, rgb_to_lab
 from colorizer.decode import DEFAULT_TEMPERATURE, colorize_lab, colorize_logits, entropy, upsample
 from colorizer.defaults import DEFAULT_STRENGTH
@@ -159,6 +159,10 @@ class Colorizer:
             example += (empty_hints(1, *size, device=self.device).to(self.dtype),)
         with torch.inference_mode(False), torch.no_grad(), warnings.catch_warnings():
             warnings.simplefilter("ignore", FutureWarning)  # torch.jit is deprecated, yet still the fastest here
+            # TracerWarnings flag Python values the trace records as constants: the bin centres (and the
+            # gamut computation behind their first use), the working size and the loops over it, all
+            # fixed for a model; the graph is traced at that size only (to_working_size)
+            warnings.simplefilter("ignore", torch.jit.TracerWarning)
             # the trace's self-check compares value names, which differ between traces of hint models
             # alone; tests/test_hints.py checks the frozen graph against eager mode instead
             frozen = torch.jit.freeze(torch.jit.trace(model, example, check_trace=False))
@@ -360,27 +364,31 @@ class Colorizer:
 
     def suggest(self, image: Image.Image, x: float, y: float, k: int = 6,
                 hints: Sequence[dict[str, Any]] | None = None, min_distance: float = 15.0) -> list[dict[str, Any]]:
-        """The k likeliest distinct colours at pixel (x, y) of `image` given the hints so far, from the
-        predicted distribution: [{"rgb": [r, g, b], "probability": p}, ...], likeliest first. Bins
-        closer than `min_distance` (ab units) to a likelier pick are skipped, so the choices differ."""
+        """The k likeliest distinct colours at pixel (x, y) of `image` given the hints so far:
+        [{"rgb": [r, g, b], "probability": p}, ...], likeliest first. Each is a mode of the predicted
+        distribution (`bins.colour_modes`: gray as one mode, the other colours by hue) with its total
+        probability; a mode closer than `min_distance` (ab units) to a likelier one, or looking the same
+        at this lightness, is merged into it, so the choices differ."""
         if not (0 <= x < image.width and 0 <= y < image.height):
             raise UserError(f"({x:g}, {y:g}) lies outside the {image.width}x{image.height} photo")
         (lightness,), logits = self._batch_logits([image], [hints])
         row = min(int(y * logits.shape[-2] / image.height), logits.shape[-2] - 1)
         col = min(int(x * logits.shape[-1] / image.width), logits.shape[-1] - 1)
-        probs = torch.softmax(logits[0, :, row, col].float().cpu(), dim=0)
-        bins = ab_bins()
+        modes, masses = colour_modes(torch.softmax(logits[0, :, row, col].float().cpu(), dim=0))
         pixel_l = lightness[0, 0, min(int(y), lightness.shape[-2] - 1), min(int(x), lightness.shape[-1] - 1)]
-        # every bin's colour at this pixel's lightness; out-of-gamut bins clip, so several can look alike
-        lab = torch.cat([pixel_l.expand(len(bins), 1), bins], dim=1)[:, :, None, None]
+        # each mode's colour at this pixel's lightness; out-of-gamut colours clip, so several can look alike
+        lab = torch.cat([pixel_l.expand(len(modes), 1), modes], dim=1)[:, :, None, None]
         rgb = (lab_to_rgb(lab)[:, :, 0, 0] * 255).round().int().tolist()
-        picked: list[int] = []
-        for index in probs.argsort(descending=True).tolist():
-            if all((bins[index] - bins[other]).norm() >= min_distance and rgb[index] != rgb[other] for other in picked):
-                picked.append(index)
-            if len(picked) == k:
-                break
-        return [{"rgb": rgb[i], "probability": round(float(probs[i]), 4)} for i in picked]
+        picked: dict[int, float] = {}  # mode -> its probability with the modes merged into it
+        for index, mass in enumerate(masses.tolist()):
+            like = next((other for other in picked if (modes[index] - modes[other]).norm() < min_distance
+                         or rgb[index] == rgb[other]), None)
+            if like is None:
+                picked[index] = mass
+            else:
+                picked[like] += mass
+        ranked = sorted(picked.items(), key=lambda item: -item[1])[:k]
+        return [{"rgb": rgb[i], "probability": round(mass, 4)} for i, mass in ranked]
 
     @staticmethod
     def lightness(image: Image.Image) -> torch.Tensor:

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import os
+import shutil
 import threading
 import time
 import uuid
+import zipfile
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -19,6 +22,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFont
 
+from colorizer.atomic import atomic_path
 from colorizer.decode import colorize_logits
 from colorizer.errors import UserError
 from colorizer.images import open_image, to_pil, to_rgb_tensor
@@ -227,8 +231,14 @@ def side_by_side(images: Mapping[str, Image.Image], gap: int = 8, max_side: int 
     return sheet
 
 
+def output_name(upload: str | os.PathLike, view: str) -> str:
+    """The file name (without suffix) of a view of an upload, as a download gets it: "holiday_colorized"."""
+    return f"{Path(upload).stem}_{view}"
+
+
 def save_png(folder: str | os.PathLike, image: Image.Image, name: str, keep_s: float = 60) -> str:
-    """A lossless PNG in `folder`, fast to write, for Gradio to copy; files older than `keep_s` are removed.
+    """A lossless PNG `name`.png in a new folder under `folder`, fast to write, for Gradio to copy (a
+    download keeps the file's name); what was written more than `keep_s` ago is removed.
 
     Gradio would encode PIL images at zlib level 6: four times slower than level 1 for a 10% smaller file.
     """
@@ -246,13 +256,17 @@ def save_jpeg(folder: str | os.PathLike, image: Image.Image, name: str, keep_s: 
 
 
 def fresh_path(folder: str | os.PathLike, name: str, suffix: str, keep_s: float) -> Path:
-    """A new file name in `folder`, after removing the files written there more than `keep_s` ago."""
+    """`name` + `suffix` in a new folder of its own under `folder`, after removing the folders written
+    there more than `keep_s` ago."""
     folder = Path(folder)
-    for old in [*folder.glob("*.png"), *folder.glob("*.jpg")]:
+    folder.mkdir(parents=True, exist_ok=True)
+    for old in folder.iterdir():
         with contextlib.suppress(FileNotFoundError):  # a concurrent request may have removed it first
             if time.time() - old.stat().st_mtime > keep_s:
-                old.unlink()
-    return folder / f"{name}-{uuid.uuid4().hex[:12]}{suffix}"
+                shutil.rmtree(old, ignore_errors=True)
+    own = folder / uuid.uuid4().hex[:12]
+    own.mkdir()
+    return own / f"{name}{suffix}"
 
 
 @dataclass
@@ -295,6 +309,58 @@ def colorize_views(models: Models, path: str | os.PathLike, name: str, temperatu
     )
 
 
+def unseen_notes(notes: Sequence[str], upload: str | os.PathLike, seen: frozenset[tuple[str, str]]
+                 ) -> tuple[list[str], frozenset[tuple[str, str]]]:
+    """The notes about `upload` not shown yet, and `seen` with them: the page says each once per photo,
+    not again on every slider move."""
+    fresh = [note for note in notes if (str(upload), note) not in seen]
+    return fresh, seen | {(str(upload), note) for note in fresh}
+
+
+# batches: several photos in, one zip out
+
+MAX_BATCH_PHOTOS = 100
+BATCH_CHUNK = 4  # photos per network pass: full-resolution lightness of 4 large photos stays under a gigabyte
+
+
+def colorize_to_zip(models: Models, paths: Sequence[str | os.PathLike], name: str, temperature: float,
+                    folder: str | os.PathLike, progress: Callable[[int, int], None] | None = None,
+                    keep_s: float = 3600) -> tuple[str, list[str]]:
+    """The photos at `paths` colorized by the model `name`, as `<stem>_colorized.png` files in one zip,
+    written atomically in a new folder under `folder`. Returns the zip's path and a note for each file
+    that could not be read; the others are colorized all the same. `progress(done, total)` follows
+    each chunk."""
+    if not paths:
+        raise UserError("no photos given: choose one or more image files")
+    if len(paths) > MAX_BATCH_PHOTOS:
+        raise UserError(f"{len(paths)} files: at most {MAX_BATCH_PHOTOS} photos at once")
+    colorizer, notes, names = models[name], [], set()
+    target = fresh_path(folder, "colorized_photos", ".zip", keep_s)
+    with atomic_path(target) as partial_zip, zipfile.ZipFile(partial_zip, "w", zipfile.ZIP_STORED) as bundle:
+        for start in range(0, len(paths), BATCH_CHUNK):
+            good = []
+            for path in paths[start : start + BATCH_CHUNK]:
+                try:
+                    good.append((path, read_upload(path).image))
+                except UserError as exc:
+                    notes.append(str(exc))
+            results = colorizer.colorize_many([image for _, image in good], temperature, batch_size=BATCH_CHUNK)
+            for (path, _), result in zip(good, results, strict=True):
+                member = stem = output_name(path, "colorized")
+                for copy in itertools.count(2):  # two uploads named alike: "a_colorized", "a_colorized-2"
+                    if member not in names:
+                        break
+                    member = f"{stem}-{copy}"
+                names.add(member)
+                with bundle.open(f"{member}.png", "w") as entry:
+                    result.save(entry, format="PNG", compress_level=1)
+            if progress:
+                progress(min(start + BATCH_CHUNK, len(paths)), len(paths))
+        if not names:
+            raise UserError(f"no photo among the {len(paths)} files: {'; '.join(notes)}")
+    return str(target), notes
+
+
 # colour hints on the page
 
 SUGGESTIONS = 6  # suggested colours offered for a spot
@@ -335,12 +401,15 @@ class HintBoard:
     """The hints placed on one photo, the selected one, and the earlier states for undo.
 
     Every edit returns a new board (Gradio keeps one per visitor in a gr.State) and remembers the state
-    before it; selecting a hint is not an edit.
+    before it; selecting a hint or a spot is not an edit. A `spot` is a clicked point without a hint:
+    the page suggests colours for it, and only choosing one places a hint there, so a click alone
+    never changes the colorization.
     """
 
     hints: tuple[Hint, ...] = ()
     selected: int | None = None
     history: tuple[tuple[tuple[Hint, ...], int | None], ...] = ()
+    spot: tuple[int, int] | None = None
 
     def _edited(self, hints: Sequence[Hint], selected: int | None) -> HintBoard:
         history = (self.history + ((self.hints, self.selected),))[-MAX_UNDO:]
@@ -348,12 +417,34 @@ class HintBoard:
 
     def _selected_hint(self, action: str) -> Hint:
         if self.selected is None:
-            raise UserError(f"no hint selected to {action}: click the photo to place one, or pick one from the list")
+            raise UserError(f"no hint selected to {action}: click the photo and choose a colour to place one, "
+                            "or pick one from the list")
         return self.hints[self.selected]
 
     def place(self, x: int, y: int, rgb: Sequence[int]) -> HintBoard:
         """A new hint, which becomes the selected one."""
         return self._edited(self.hints + (Hint(int(x), int(y), tuple(int(c) for c in rgb)),), len(self.hints))
+
+    def point(self, x: int, y: int) -> HintBoard:
+        """Selects the spot (x, y), where no hint is yet."""
+        return replace(self, selected=None, spot=(int(x), int(y)))
+
+    def choose(self, rgb: Sequence[int]) -> HintBoard:
+        """A colour chosen for what is selected: places a hint on the selected spot, or recolours the
+        selected hint."""
+        return self.place(*self.spot, rgb) if self.spot else self.recolour(rgb)
+
+    def choose_at(self, x: int, y: int, rgb: Sequence[int]) -> HintBoard:
+        """A colour chosen for the point (x, y): recolours the hint there, or places one."""
+        at = next((i for i, hint in enumerate(self.hints) if (hint.x, hint.y) == (int(x), int(y))), None)
+        return self.place(x, y, rgb) if at is None else self.select(at).recolour(rgb)
+
+    @property
+    def target(self) -> tuple[int, int] | None:
+        """The point the selection stands for: the spot, or the selected hint's."""
+        if self.spot:
+            return self.spot
+        return (self.hints[self.selected].x, self.hints[self.selected].y) if self.selected is not None else None
 
     def move(self, x: int, y: int) -> HintBoard:
         hint = self._selected_hint("move")
@@ -387,7 +478,7 @@ class HintBoard:
     def select(self, index: int | None) -> HintBoard:
         if index is not None and not 0 <= index < len(self.hints):
             raise UserError(f"there is no hint {index + 1}")
-        return self if index == self.selected else replace(self, selected=index)
+        return self if index == self.selected and self.spot is None else replace(self, selected=index, spot=None)
 
     def nearest(self, x: float, y: float, within: float) -> int | None:
         """The hint closest to (x, y) if one lies within `within` pixels (a click on its marker)."""
@@ -411,10 +502,12 @@ def luma(rgb: Sequence[int]) -> float:
     return 0.299 * rgb[0] + 0.587 * rgb[1] + 0.114 * rgb[2]
 
 
-def swatches(suggestions: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Colorizer.suggest's colours as the page's swatch buttons."""
+def swatches(suggestions: Sequence[dict[str, Any]], point: tuple[int, int] | None = None) -> list[dict[str, Any]]:
+    """Colorizer.suggest's colours as the page's swatch buttons, each carrying the `point` it was suggested
+    for, so that a choice lands there even when a later click has reached the server first."""
+    x, y = point if point else ("", "")
     return [{"hex": Hint(0, 0, tuple(s["rgb"])).hex, "ink": "#000" if luma(s["rgb"]) > 140 else "#fff",
-             "label": f"{100 * s['probability']:.0f} %"} for s in suggestions]
+             "label": f"{100 * s['probability']:.0f} %", "x": x, "y": y} for s in suggestions]
 
 
 def marker_radius(photo_size: tuple[int, int]) -> float:
@@ -447,6 +540,10 @@ def hint_view(result: Image.Image, board: HintBoard, max_side: int = HINT_VIEW_M
         ring = "black" if luma(hint.rgb) > 140 else "white"
         r, width = (radius * 1.5, max(3, round(radius / 2))) if i == board.selected else (radius, max(2, round(radius / 4)))
         draw.ellipse((x - r, y - r, x + r, y + r), fill=hint.rgb, outline=ring, width=width)
+    if board.spot:  # a hollow ring, black inside white, that shows the photo through it
+        x, y = (board.spot[0] + 0.5) * scale, (board.spot[1] + 0.5) * scale
+        for r, colour in ((radius * 1.6, "white"), (radius * 1.6 - max(2, round(radius / 3)), "black")):
+            draw.ellipse((x - r, y - r, x + r, y + r), outline=colour, width=max(2, round(radius / 3)))
     return view
 
 
@@ -468,6 +565,9 @@ class HintEditor:
     def __init__(self, models: Models, keep: int = 4):
         self.models, self.keep = models, keep
         self.photos: OrderedDict[str, Photo] = OrderedDict()
+        # the last colorizations by (photo, model, temperature, hints): selecting a spot or a hint redraws
+        # the markers without running the network
+        self.results: OrderedDict[tuple, Image.Image] = OrderedDict()
         self.lock = threading.Lock()
 
     def photo(self, path: str | os.PathLike) -> Photo:
@@ -492,10 +592,20 @@ class HintEditor:
 
     def colorize(self, path: str | os.PathLike, name: str, temperature: float, board: HintBoard) -> Image.Image:
         """What Colorizer.colorize(photo, temperature, hints) gives, from the kept lightness."""
+        key = (str(path), name, temperature, board.hints)
+        with self.lock:
+            if key in self.results:
+                self.results.move_to_end(key)
+                return self.results[key]
         photo, colorizer = self.photo(path), self.models[name]
         hints = board.as_dicts()
         logits = colorizer.logits(photo.lightness, colorizer.hint_map(photo.image, hints))
-        return to_pil(colorize_logits(photo.lightness, logits, temperature))
+        result = to_pil(colorize_logits(photo.lightness, logits, temperature))
+        with self.lock:
+            self.results[key] = result
+            while len(self.results) > 2 * self.keep:
+                self.results.popitem(last=False)
+        return result
 
     def views(self, path: str | os.PathLike, name: str, temperature: float, board: HintBoard
               ) -> tuple[Image.Image, Image.Image]:
@@ -504,26 +614,29 @@ class HintEditor:
         return result, hint_view(result, board)
 
     def suggestions(self, path: str | os.PathLike, name: str, board: HintBoard) -> list[dict[str, Any]]:
-        """The likeliest colours at the selected hint's spot given the other hints; none without a selection."""
-        if board.selected is None:
+        """The likeliest colours at the selected spot given the hints, or at the selected hint's given the
+        other hints; none without a selection."""
+        if board.spot:
+            (x, y), others = board.spot, board.as_dicts()
+        elif board.selected is not None:
+            hint = board.hints[board.selected]
+            (x, y), others = (hint.x, hint.y), board.as_dicts(leave_out=board.selected)
+        else:
             return []
-        hint = board.hints[board.selected]
-        return self.hint_capable(name).suggest(self.photo(path).image, hint.x, hint.y, k=SUGGESTIONS,
-                                               hints=board.as_dicts(leave_out=board.selected))
+        return self.hint_capable(name).suggest(self.photo(path).image, x, y, k=SUGGESTIONS, hints=others)
 
     def click(self, path: str | os.PathLike, name: str, board: HintBoard, x: int, y: int, move: bool
               ) -> tuple[HintBoard, list[dict[str, Any]]]:
         """A click on the photo at (x, y): moves the selected hint (when `move`), selects the hint whose marker
-        was clicked, or places a new hint in the likeliest colour there. Returns the board and the colours
-        suggested for the selected hint's spot."""
-        colorizer, photo = self.hint_capable(name), self.photo(path)
+        was clicked, or selects the spot, where choosing a colour will place a hint. Returns the board and
+        the colours suggested for what is selected."""
+        self.hint_capable(name)
         if move and board.selected is not None:
             board = board.move(x, y)
-        elif (near := board.nearest(x, y, within=1.5 * marker_radius(photo.image.size))) is not None:
+        elif (near := board.nearest(x, y, within=1.5 * marker_radius(self.photo(path).image.size))) is not None:
             board = board.select(near)
         else:
-            suggested = colorizer.suggest(photo.image, x, y, k=SUGGESTIONS, hints=board.as_dicts())
-            return board.place(x, y, suggested[0]["rgb"]), suggested
+            board = board.point(x, y)
         return board, self.suggestions(path, name, board)
 
 

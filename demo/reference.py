@@ -123,7 +123,8 @@ class Panel:
 
     def connect(self, models: logic.Models, editor: GuidedHintEditor, png, jpeg, *, photo, model, temperature, board,
                 back_to_automatic, hints_view, result, download) -> None:
-        """`back_to_automatic`: the events after which the page shows the automatic colorization again."""
+        """`png(image, upload, view)` and `jpeg(...)` save a view of the upload for the page (demo.app.Page);
+        `back_to_automatic`: the events after which the page shows the automatic colorization again."""
         from demo.app import shows_user_errors
 
         private = {"api_visibility": "private"}
@@ -131,8 +132,8 @@ class Panel:
 
         def shown_views(path: str, name: str, temperature_value: float, hints: logic.HintBoard):
             image, view = editor.views(path, name, temperature_value, hints)
-            result_png = png(image, "colorized")
-            return jpeg(view, "hints"), result_png, result_png
+            result_png = png(image, path, "colorized")
+            return jpeg(view, path, "hints"), result_png, result_png
 
         @shows_user_errors
         def apply(path, name, temperature_value, hints, reference_path, palette, strength):
@@ -162,7 +163,7 @@ class Panel:
             guide = editor.guide(look, name) if look is not None and look.picked is None else None
             images = models[name].alternatives_guided(editor.photo(path).image, ALTERNATIVES, guide, temperature_value,
                                                       hints.as_dicts() or None, look.strength if guide else DEFAULT_STRENGTH)
-            return [(png(image, f"alternative{i + 1}"), f"{i + 1}") for i, image in enumerate(images)], images
+            return [(png(image, path, f"alternative{i + 1}"), f"{i + 1}") for i, image in enumerate(images)], images
 
         @shows_user_errors
         def pick(path, name, temperature_value, hints, images, evt: gr.SelectData):

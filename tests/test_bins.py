@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from colorizer.bins import NUM_BINS, ab_bins, nearest_bins
+from colorizer.bins import NUM_BINS, ab_bins, colour_modes, nearest_bins
 
 REFERENCE = Path(__file__).resolve().parents[1].parent / "shared" / "reference"
 
@@ -112,3 +112,29 @@ def test_nearest_bins_other_k(k):
 
 
 
+
+
+def _distribution(weights: dict[tuple[float, float], float]) -> torch.Tensor:
+    """Probabilities on the bins nearest the given ab points, the rest spread thinly."""
+    bins = ab_bins()
+    probabilities = torch.full((NUM_BINS,), 1e-6)
+    for (a, b), weight in weights.items():
+        probabilities[(bins - torch.tensor([a, b])).norm(dim=1).argmin()] += weight
+    return probabilities / probabilities.sum()
+
+
+def test_colour_modes_sum_a_hue_spread_over_many_bins():
+    # skin: ten orange bins at 8.5 % each; gray: one bin at 15 %, the likeliest single bin
+    skin = {(a, b): 0.085 for a in (10, 20, 30) for b in (20, 30, 40)} | {(20, 50): 0.085}
+    ab, probability = colour_modes(_distribution(skin | {(0, 0): 0.15}))
+    assert probability[0] > 0.8 and ab[0, 0] > 10 and ab[0, 1] > 20  # the orange mode comes first
+    assert ab[1].norm() < 5 and abs(probability[1] - 0.15) < 0.01  # gray second, with its own share
+    assert torch.isclose(probability.sum(), torch.tensor(1.0)) and (probability.diff() <= 0).all()
+
+
+def test_colour_modes_keep_distinct_hues_apart_and_gray_first_when_it_leads():
+    ab, probability = colour_modes(_distribution({(0, 0): 0.5, (0, -40): 0.3, (50, 0): 0.2}))
+    assert ab[0].norm() < 5 and probability[0] > 0.49  # gray: really the likeliest, with no hue
+    hues = torch.rad2deg(torch.atan2(ab[1:3, 1], ab[1:3, 0]))
+    assert torch.allclose(hues, torch.tensor([-90.0, 0.0]), atol=5)
+    assert torch.allclose(probability[1:3], torch.tensor([0.3, 0.2]), atol=0.01)

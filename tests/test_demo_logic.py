@@ -229,15 +229,58 @@ def test_colorize_views_of_a_colour_photo_keep_the_truth(models, tmp_path):
     assert views.gray.getpixel((5, 5))[0] == views.gray.getpixel((5, 5))[1] == views.gray.getpixel((5, 5))[2]
 
 
-def test_save_png_is_lossless_and_clears_old_files(tmp_path):
-    stale = tmp_path / "colorized-old.png"
-    stale.write_bytes(b"")
+def test_save_png_is_lossless_named_for_its_download_and_clears_old_files(tmp_path):
+    stale = tmp_path / "0123456789ab"
+    stale.mkdir()
+    (stale / "old_colorized.png").write_bytes(b"")
     os.utime(stale, (time.time() - 120, time.time() - 120))
     image = photo(64, 48)
-    path = logic.save_png(tmp_path, image, "colorized")
+    path = logic.save_png(tmp_path, image, logic.output_name("/uploads/3f2a/Holiday 1952.jpg", "colorized"))
     with Image.open(path) as saved_image:
         assert saved_image.format == "PNG" and np.array_equal(np.asarray(saved_image), np.asarray(image))
+    again = logic.save_png(tmp_path, image, "Holiday 1952_colorized")
+    assert os.path.basename(path) == os.path.basename(again) == "Holiday 1952_colorized.png" and path != again
     assert not stale.exists()
+
+
+def test_notes_are_shown_once_per_photo():
+    fresh, seen = logic.unseen_notes(["colour photo", "EXIF"], "a.jpg", frozenset())
+    assert fresh == ["colour photo", "EXIF"]
+    assert logic.unseen_notes(["colour photo", "EXIF"], "a.jpg", seen)[0] == []
+    assert logic.unseen_notes(["colour photo"], "b.jpg", seen)[0] == ["colour photo"]
+
+
+def test_a_batch_becomes_one_zip_of_named_pngs(models, colorizer, tmp_path):
+    import zipfile
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    (tmp_path / "b").mkdir()
+    paths = [saved(photo(40, 30, seed=1).convert("L"), folder / "street.jpg"), saved(photo(30, 20), folder / "a.png"),
+             saved(photo(30, 20, seed=2), tmp_path / "b" / "a.png")]
+    (folder / "notes.txt").write_text("not a photo")
+    progress = []
+    zipped, notes = logic.colorize_to_zip(models, [*paths, str(folder / "notes.txt")], "generic", 0.38,
+                                          tmp_path / "zips", lambda done, total: progress.append((done, total)))
+    assert notes == ["notes.txt: not an image"] and progress == [(4, 4)]
+    with zipfile.ZipFile(zipped) as bundle:
+        assert bundle.namelist() == ["street_colorized.png", "a_colorized.png", "a_colorized-2.png"]
+        with bundle.open("street_colorized.png") as entry:
+            result = Image.open(entry)
+            result.load()
+    expected = colorizer.colorize(Image.open(paths[0]), 0.38)
+    assert np.abs(np.asarray(result, dtype=int) - np.asarray(expected, dtype=int)).max() <= 1
+    assert os.path.basename(zipped) == "colorized_photos.zip"
+
+
+def test_a_batch_without_a_photo_leaves_no_zip(models, tmp_path):
+    bad = tmp_path / "x.png"
+    bad.write_bytes(b"nope")
+    with pytest.raises(UserError, match="no photo among the 1 files: x.png: not an image"):
+        logic.colorize_to_zip(models, [str(bad)], "generic", 0.38, tmp_path / "zips")
+    assert list((tmp_path / "zips").rglob("*.zip*")) == []
+    with pytest.raises(UserError, match="no photos given"):
+        logic.colorize_to_zip(models, [], "generic", 0.38, tmp_path / "zips")
 
 
 # colour hints
@@ -311,8 +354,17 @@ def test_chips_and_swatches_carry_colours_readably():
     chips = logic.HintBoard().place(3, 4, (250, 250, 250)).place(5, 6, (10, 10, 10)).chips()
     assert [(c["label"], c["hex"], c["ink"], c["state"]) for c in chips] == [
         ("1: 3, 4", "#fafafa", "#000", "chip"), ("2: 5, 6", "#0a0a0a", "#fff", "chip selected")]
-    assert logic.swatches([{"rgb": [200, 30, 30], "probability": 0.256}]) == [
-        {"hex": "#c81e1e", "ink": "#fff", "label": "26 %"}]
+    assert logic.swatches([{"rgb": [200, 30, 30], "probability": 0.256}], (5, 6)) == [
+        {"hex": "#c81e1e", "ink": "#fff", "label": "26 %", "x": 5, "y": 6}]
+
+
+def test_a_colour_chosen_for_a_point_lands_there_whatever_is_selected_now():
+    board = logic.HintBoard().place(10, 10, (1, 1, 1)).point(50, 40)  # a later click selected another spot
+    assert board.target == (50, 40) and board.select(0).target == (10, 10)
+    recoloured = board.choose_at(10, 10, (200, 0, 0))
+    assert recoloured.hints == (logic.Hint(10, 10, (200, 0, 0)),) and recoloured.selected == 0
+    placed = board.choose_at(30, 20, (0, 0, 200))
+    assert [(h.x, h.y) for h in placed.hints] == [(10, 10), (30, 20)] and placed.selected == 1
 
 
 def test_clicks_on_a_shrunk_view_land_on_the_photos_pixel():
@@ -348,19 +400,36 @@ def test_hint_editor_keeps_only_the_last_photos(editor, tmp_path):
     assert list(editor.photos) == paths[-editor.keep :]
 
 
-def test_a_click_places_selects_or_moves_a_hint(editor, hint_colorizer, tmp_path):
+def test_a_click_selects_a_spot_and_a_chosen_colour_places_the_hint(editor, hint_colorizer, tmp_path):
     path = saved(photo(96, 72).convert("L"), tmp_path / "g.png")
+    plain = editor.colorize(path, "generic", 0.38, logic.HintBoard())
     board, suggested = editor.click(path, "generic", logic.HintBoard(), 20, 30, move=False)
-    assert len(suggested) == logic.SUGGESTIONS
-    assert board.hints == (logic.Hint(20, 30, tuple(suggested[0]["rgb"])),) and board.selected == 0
+    assert board.hints == () and board.spot == (20, 30) and board.selected is None  # nothing placed yet
+    assert 1 <= len(suggested) <= logic.SUGGESTIONS
     assert suggested == hint_colorizer.suggest(Image.open(path), 20, 30, k=logic.SUGGESTIONS)
-    board, _ = editor.click(path, "generic", board, 70, 50, move=False)
+    assert editor.colorize(path, "generic", 0.38, board) is plain  # the picture stays, without a network pass
+    board = board.choose(suggested[1]["rgb"] if len(suggested) > 1 else (0, 0, 255))
+    assert len(board.hints) == 1 and (board.hints[0].x, board.hints[0].y) == (20, 30)
+    assert board.selected == 0 and board.spot is None
+    assert board.choose((1, 2, 3)).hints[0].rgb == (1, 2, 3)  # the selected hint: recoloured, not a second one
+    assert board.undo().hints == () and board.undo().spot is None
+    board = board.place(70, 50, (0, 0, 255))
     board, suggested = editor.click(path, "generic", board, 21, 29, move=False)  # on the first marker
-    assert len(board.hints) == 2 and board.selected == 0
+    assert len(board.hints) == 2 and board.selected == 0 and board.spot is None
     assert suggested == hint_colorizer.suggest(Image.open(path), 20, 30, k=logic.SUGGESTIONS,
                                                hints=[board.hints[1].as_dict()])
     board, _ = editor.click(path, "generic", board, 5, 60, move=True)
     assert (board.hints[0].x, board.hints[0].y) == (5, 60) and len(board.hints) == 2
+    spot, _ = editor.click(path, "generic", board, 90, 10, move=False)
+    assert spot.select(1).spot is None and spot.select(1).selected == 1
+
+
+def test_the_hint_view_rings_the_selected_spot():
+    board = logic.HintBoard().point(50, 40)
+    view = logic.hint_view(Image.new("RGB", (100, 80), (128, 128, 128)), board)
+    ring = logic.marker_radius((100, 80)) * 1.6
+    assert view.getpixel((50, 40)) == (128, 128, 128)  # the photo shows through
+    assert view.getpixel((50, round(40 - ring + 1))) in ((255, 255, 255), (0, 0, 0))
 
 
 def test_a_model_without_hint_inputs_says_so(editor, tmp_path):

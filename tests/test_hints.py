@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import warnings
 
 import pytest
 import torch
@@ -325,7 +326,10 @@ def test_the_frozen_graph_of_a_propagating_model_matches_eager_mode(tmp_path):
     image = photo(80, 60)
     hints = [{"x": 10, "y": 10, "rgb": [255, 0, 0]}, {"x": 70, "y": 50, "rgb": [0, 0, 255]}]
     eager = Colorizer.load(tmp_path, precision="fp32")
-    frozen = Colorizer.load(tmp_path, precision="fp32", optimize=True)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        frozen = Colorizer.load(tmp_path, precision="fp32", optimize=True)
+    assert [f"{w.category.__name__}: {w.message}" for w in caught] == []  # the demo starts without a word
     assert eager.takes_hints
     for given in (None, hints):
         a = torch.tensor(list(eager.colorize(image, hints=given).getdata()), dtype=torch.float32)
