@@ -35,6 +35,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/targets.py
 	$(BIN)/python bench/infer.py
 	$(BIN)/python bench/models.py
+	$(BIN)/python bench/onnx_parity.py
 	$(BIN)/python bench/train_step.py
 	$(BIN)/python bench/demo.py
 	$(BIN)/python bench/hints.py
