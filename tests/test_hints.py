@@ -306,8 +306,8 @@ def test_eval_hints_need_a_hint_model(tiny_checkpoint, photo_dir, capsys):
 def test_the_frozen_graph_of_a_hint_model_matches_eager_mode(tiny_hint_checkpoint):
     image = photo(80, 60)
     hints = [{"x": 10, "y": 10, "rgb": [255, 0, 0]}, {"x": 70, "y": 50, "rgb": [0, 0, 255], "radius": 8}]
-    eager = Colorizer.load(tiny_hint_checkpoint, precision="fp32")
-    frozen = Colorizer.load(tiny_hint_checkpoint, precision="fp32", optimize=True)
+    eager = Colorizer.load(tiny_hint_checkpoint, backend="torch", precision="fp32")
+    frozen = Colorizer.load(tiny_hint_checkpoint, backend="torch", precision="fp32", optimize=True)
     for given in (None, hints):
         a = torch.tensor(list(eager.colorize(image, hints=given).getdata()), dtype=torch.float32)
         b = torch.tensor(list(frozen.colorize(image, hints=given).getdata()), dtype=torch.float32)
@@ -325,10 +325,10 @@ def test_the_frozen_graph_of_a_propagating_model_matches_eager_mode(tmp_path):
                                                        "prior": [1 / 313] * 313})
     image = photo(80, 60)
     hints = [{"x": 10, "y": 10, "rgb": [255, 0, 0]}, {"x": 70, "y": 50, "rgb": [0, 0, 255]}]
-    eager = Colorizer.load(tmp_path, precision="fp32")
+    eager = Colorizer.load(tmp_path, backend="torch", precision="fp32")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        frozen = Colorizer.load(tmp_path, precision="fp32", optimize=True)
+        frozen = Colorizer.load(tmp_path, backend="torch", precision="fp32", optimize=True)
     assert [f"{w.category.__name__}: {w.message}" for w in caught] == []  # the demo starts without a word
     assert eager.takes_hints
     for given in (None, hints):
