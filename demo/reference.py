@@ -172,11 +172,15 @@ class Panel:
             editor.set_look(path, Look(picked=images[evt.index]))
             return shown_views(path, name, temperature_value, hints)
 
-        @shows_user_errors
         def suggest(path, name):
+            """The photo's colours as a starting palette; quiet about a bad upload, which the page's upload
+            check already names in its one message."""
             if path is None:
                 return []
-            return suggested_palette(models[name], editor.photo(path).image)
+            try:
+                return suggested_palette(models[name], editor.photo(path).image)
+            except UserError:
+                return []
 
         def on_swatch(palette, evt: gr.EventData):
             return added_to_palette(palette, evt.hex)
