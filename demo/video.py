@@ -252,7 +252,14 @@ def build_tab(models: logic.Models, folder: str | os.PathLike) -> None:
     def run(clip, name, temperature, keyframes, temporal, request: gr.Request, progress=gr.Progress()):  # noqa: B008
         return colorize(clip, name, temperature, keyframes, temporal, request.session_hash or "", progress)
 
-    with gr.Tab("Video", elem_id="video-tab"):
+    # its own tab group, opened on demand: Gradio mounts a tab's components only once it is selected, so the
+    # photo page keeps one Model menu and one Temperature slider until a visitor asks for video
+    with gr.Tabs(selected="video-intro"):
+        with gr.Tab("Video clips", id="video-intro"):
+            gr.Markdown("Colorize a video clip without flicker, with hints that follow their object: open the "
+                        "Video tab.")
+        tab = gr.Tab("Video", id="video", elem_id="video-tab")
+    with tab:
         with gr.Row():
             with gr.Column(scale=1):
                 upload = gr.Video(label="Clip", sources=["upload"], elem_id="video-upload")

@@ -19,7 +19,7 @@ def test_upload_a_clip_and_colorize_it(server, tmp_path):
         page = browser.new_page(viewport={"width": 1280, "height": 900})
         page.set_default_timeout(60_000)
         page.goto(server)
-        page.get_by_role("tab", name="Video").click()
+        page.get_by_role("tab", name="Video", exact=True).click()
         page.locator("#video-upload input[type=file]").set_input_files(clip)
         page.locator("#video-frame-view img").wait_for()  # frame 0, ready for hints
         page.locator("#video-run").click()
