@@ -54,7 +54,7 @@ def cmd_colorize(args: argparse.Namespace) -> int:
 
     from colorizer.atomic import atomic_path
     from colorizer.images import find_images, open_image
-    from colorizer.infer import Colorizer
+    from colorizer.infer import Colorizer, check_saturation
 
     jobs: list[tuple[Path, Path]] = []
     for item in map(Path, args.inputs):
@@ -63,6 +63,7 @@ def cmd_colorize(args: argparse.Namespace) -> int:
             raise UserError(f"{item}: no images found")
         jobs += [(f, output_path(f, item if item.is_dir() else None, Path(args.out))) for f in files]
     hints = read_hints(args.hints, len(jobs)) if args.hints else None
+    check_saturation(args.saturation)
     # freezing the network costs seconds once and saves most of the time per photo: worth it for batches
     colorizer = Colorizer.load(args.model, device=args.device, optimize=len(jobs) >= OPTIMIZE_FROM)
     failures = 0
@@ -70,7 +71,8 @@ def cmd_colorize(args: argparse.Namespace) -> int:
 
     def flush(batch: list[tuple[Path, object]]) -> None:
         images = [image for _, image in batch]
-        results = colorizer.colorize_many(images, args.temperature, args.batch_size, hints=None if hints is None else [hints])
+        results = colorizer.colorize_many(images, args.temperature, args.batch_size, hints=None if hints is None else [hints],
+                                          saturation=args.saturation)
         for (target, _), result in zip(batch, results, strict=True):
             with atomic_path(target) as tmp:
                 result.save(tmp, format="PNG")
@@ -134,6 +136,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--hints", metavar="JSON",
                    help='colour hints for one photo: a JSON file [{"x": 120, "y": 40, "rgb": [200, 30, 30]}, ...] '
                         '(photo pixels, 0-255 colour, optional "radius"); needs a hint-capable model (generic)')
+    p.add_argument("--saturation", type=float, default=1.0,
+                   help="colour strength: 0 gray, 1 as predicted (default), up to 2 stronger")
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--device", default="auto", help=DEVICE_HELP)
     p.set_defaults(func=cmd_colorize)

@@ -20,11 +20,18 @@ from colorizer.color import lab_to_rgb, normalize_l, rgb_to_lab
 from colorizer.decode import DEFAULT_TEMPERATURE, colorize_lab, colorize_logits, entropy, upsample
 from colorizer.device import resolve_device
 from colorizer.errors import UserError
-from colorizer.hints import empty_hints, user_hint_map
+from colorizer.hints import LOCAL_EDGE_COST, LOCAL_REACH, empty_hints, hint_nearness, local_hint_logits, user_hint_map
 from colorizer.images import check_size, to_pil, to_rgb_tensor
 
 BUNDLED_MODELS = ("generic", "dogs")
 DEFAULT_MODEL = "generic"
+MAX_SATURATION = 2.0  # colour strength: beyond twice the predicted chroma most colours leave sRGB anyway
+
+
+def check_saturation(saturation: float) -> None:
+    """A one-line error unless `saturation` is a number from 0 to MAX_SATURATION."""
+    if isinstance(saturation, bool) or not isinstance(saturation, (int, float)) or not 0 <= saturation <= MAX_SATURATION:
+        raise UserError(f"saturation must be a number from 0 to {MAX_SATURATION:g}, got {saturation!r}")
 
 
 def bundled_model_path(name: str) -> Path:
@@ -56,8 +63,12 @@ class Colorizer:
     """A trained network plus its decoding; colorizes PIL images of any size, mode and aspect ratio."""
 
     def __init__(self, model: torch.nn.Module, config: dict[str, Any], device: str | torch.device = "cpu",
-                 precision: str = "auto", optimize: bool = False, name: str | None = None):
+                 precision: str = "auto", optimize: bool = False, name: str | None = None,
+                 hint_reach: float | None = LOCAL_REACH):
         self.device = resolve_device(device)
+        # how far (output cells, geodesically) a hint's colour reaches (colorizer/hints.py
+        # `local_hint_logits`); None leaves it to the network, which spreads one hint over the photo
+        self.hint_reach, self.hint_edge_cost = hint_reach, LOCAL_EDGE_COST
         self.config = config
         self.name = name or config.get("name", "model")
         self.input_size = int(config.get("input_size", 224))
@@ -88,12 +99,13 @@ class Colorizer:
 
     @classmethod
     def load(cls, name_or_path: str | os.PathLike = DEFAULT_MODEL, device: str | torch.device = "cpu",
-             precision: str = "auto", optimize: bool = False) -> Colorizer:
+             precision: str = "auto", optimize: bool = False, hint_reach: float | None = LOCAL_REACH) -> Colorizer:
         """A bundled model by name ("generic", "dogs"), a checkpoint file (.safetensors/.json) or a run folder.
 
         `device` is "cpu", "cuda", "cuda:N" or "auto" (a CUDA GPU where there is one);
         `precision` is "auto" (bf16 where the device computes it natively), "bf16" or "fp32";
-        `optimize` freezes the network into a faster graph (a few seconds once; see `_frozen_graph`).
+        `optimize` freezes the network into a faster graph (a few seconds once; see `_frozen_graph`);
+        `hint_reach` is how far a hint's colour carries (see `__init__`).
         """
         text = str(name_or_path)
         if text in BUNDLED_MODELS:
@@ -106,7 +118,8 @@ class Colorizer:
             raise UserError(f"unknown model {text!r}: give {' or '.join(BUNDLED_MODELS)}, a checkpoint file or a run folder")
         model, config = checkpoint.load_model(path)
         name = text if text in BUNDLED_MODELS else Path(text).stem
-        return cls(model, config, device=device, precision=precision, optimize=optimize, name=name)
+        return cls(model, config, device=device, precision=precision, optimize=optimize, name=name,
+                   hint_reach=hint_reach)
 
     @property
     def takes_hints(self) -> bool:
@@ -138,7 +151,15 @@ class Colorizer:
             return self.network(small).float()
         if hint_maps is None:
             hint_maps = empty_hints(len(small), *small.shape[-2:])
-        return self.network(small, hint_maps.to(self.device, self.dtype)).float()
+        hint_maps = hint_maps.to(self.device)
+        if self.hint_reach is None or not bool(hint_maps[:, 2].any()):
+            return self.network(small, hint_maps.to(self.dtype)).float()
+        # one batch: with the hints and without, mixed by each cell's nearness to a hint
+        both = self.network(torch.cat([small, small]), torch.cat([hint_maps, torch.zeros_like(hint_maps)]).to(self.dtype))
+        hinted, automatic = both.float().split(len(small))
+        nearness = hint_nearness(lightness.to(self.device), hint_maps, tuple(hinted.shape[-2:]), self.hint_reach,
+                                 self.hint_edge_cost)
+        return local_hint_logits(hinted, automatic, nearness)
 
     def hint_map(self, image: Image.Image, hints: Sequence[dict[str, Any]] | None) -> torch.Tensor | None:
         """A user's hints on `image` ([{"x", "y", "rgb", optional "radius"}] in its pixels) as a (1, 3, S, S)
@@ -162,26 +183,29 @@ class Colorizer:
         return lightness, logits
 
     def predict(self, image: Image.Image, temperature: float = DEFAULT_TEMPERATURE,
-                hints: Sequence[dict[str, Any]] | None = None) -> Prediction:
+                hints: Sequence[dict[str, Any]] | None = None, saturation: float = 1.0) -> Prediction:
+        check_saturation(saturation)
         (lightness,), logits = self._batch_logits([image], [hints])
-        rgb = colorize_logits(lightness, logits, temperature)
+        rgb = colorize_logits(lightness, logits, temperature, saturation)
         uncertainty = upsample(entropy(logits)[:, None].cpu(), tuple(lightness.shape[-2:]))[0, 0]
         return Prediction(to_pil(rgb), gray_image(lightness), uncertainty.clamp(0, 1))
 
     def colorize(self, image: Image.Image, temperature: float = DEFAULT_TEMPERATURE,
-                 hints: Sequence[dict[str, Any]] | None = None) -> Image.Image:
+                 hints: Sequence[dict[str, Any]] | None = None, saturation: float = 1.0) -> Image.Image:
         """An RGB image of the input's size: the input's own lightness with predicted colour.
 
         `hints` (hint-capable models): [{"x": 120, "y": 40, "rgb": [200, 30, 30]}, ...] in the photo's
         pixels and 0-255 colour, optional "radius" in pixels; the network carries each hint's colour
-        over the region it belongs to."""
-        return self.colorize_many([image], temperature, hints=[hints])[0]
+        over the region it belongs to, and no further (see `hint_reach`). `saturation` scales the
+        colour's strength: 0 gray, 1 as predicted, up to MAX_SATURATION."""
+        return self.colorize_many([image], temperature, hints=[hints], saturation=saturation)[0]
 
     def colorize_many(self, images: Sequence[Image.Image], temperature: float = DEFAULT_TEMPERATURE,
-                      batch_size: int = 8, hints: Sequence[Sequence[dict[str, Any]] | None] | None = None
-                      ) -> list[Image.Image]:
+                      batch_size: int = 8, hints: Sequence[Sequence[dict[str, Any]] | None] | None = None,
+                      saturation: float = 1.0) -> list[Image.Image]:
         """Colorize several images, running the network on up to `batch_size` of them at once;
         `hints` holds each image's hint list (or None)."""
+        check_saturation(saturation)
         hints = list(hints) if hints is not None else [None] * len(images)
         if len(hints) != len(images):
             raise UserError(f"{len(hints)} hint lists for {len(images)} images")
@@ -189,7 +213,8 @@ class Colorizer:
         for start in range(0, len(images), batch_size):
             chunk = slice(start, start + batch_size)
             lightness, logits = self._batch_logits(images[chunk], hints[chunk])
-            results += [to_pil(colorize_logits(each, logits[i : i + 1], temperature)) for i, each in enumerate(lightness)]
+            results += [to_pil(colorize_logits(each, logits[i : i + 1], temperature, saturation))
+                        for i, each in enumerate(lightness)]
         return results
 
     def suggest(self, image: Image.Image, x: float, y: float, k: int = 6,

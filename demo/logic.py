@@ -21,11 +21,10 @@ from PIL import Image, ImageDraw, ImageFont
 
 from colorizer.decode import colorize_logits
 from colorizer.errors import UserError
-from colorizer.images import open_image, to_pil, to_rgb_tensor
+from colorizer.images import is_colour, open_image, to_pil, to_rgb_tensor
 from colorizer.infer import BUNDLED_MODELS, Colorizer, bundled_model_path
 
 MAX_MEGAPIXELS = 40  # a 40 MP photo already takes seconds and gigabytes; a shared demo refuses more
-COLOUR_TOLERANCE = 6 / 255  # JPEG noise leaves a gray photo saved as RGB with a little chroma
 
 
 def find_models(models_dir: str | os.PathLike | None = None) -> dict[str, str]:
@@ -149,7 +148,7 @@ class Batcher:
 @dataclass
 class Upload:
     image: Image.Image  # decoded, upright
-    colour: bool  # a colour photo, reduced to gray before colorizing
+    colour: bool  # a colour photo (not gray, sepia or otherwise toned), reduced to gray before colorizing
     notes: list[str] = field(default_factory=list)  # what reading it did, for the page to say
 
 
@@ -185,17 +184,6 @@ def has_transparency(image: Image.Image) -> bool:
         return False
     alpha = image.getchannel("A") if "A" in image.getbands() else image.convert("RGBA").getchannel("A")
     return alpha.getextrema()[0] < 255
-
-
-def is_colour(image: Image.Image, tolerance: float = COLOUR_TOLERANCE) -> bool:
-    """Whether a photo has colour worth comparing against: gray files saved as RGB do not."""
-    if set(image.getbands()) <= {"L", "I", "F", "1", "A"}:
-        return False
-    small = image.copy()
-    small.thumbnail((256, 256))
-    rgb = to_rgb_tensor(small)[0]
-    spread = rgb.amax(0) - rgb.amin(0)
-    return torch.quantile(spread.flatten(), 0.99).item() > tolerance
 
 
 def as_rgb(image: Image.Image) -> Image.Image:
