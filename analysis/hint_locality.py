@@ -14,10 +14,11 @@ Protocol, for each colour photo of --data (in sorted order; `--holdout F` takes 
 
 Each --reach (and --edge-cost) is a setting of `colorizer.hints.local_hint_logits` ("none": the
 network's own spread); the first row is the network alone decoded as it shipped before the blotch
-vote and the guided upsampling (colorizer/decode.py), against its own automatic colorization. The network runs once per photo and hint map, and every
-setting decodes the same predictions, so settings are compared on identical hints. With --psnr-hints
-each setting is also scored as `colorizer eval --hints` scores it (true-colour hints simulated with
-the same seed and order), as the PSNR gain over the automatic colorization.
+vote and the guided upsampling (colorizer/decode.py), against its own automatic colorization. The
+network runs once per photo and hint map, and every setting decodes the same predictions, so
+settings are compared on identical hints. With --psnr-hints each setting is also scored as
+`colorizer eval --hints` scores it (true-colour hints simulated with the same seed and order), as
+the PSNR gain over the automatic colorization.
 """
 
 from __future__ import annotations

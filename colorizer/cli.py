@@ -53,7 +53,7 @@ def cmd_colorize(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from colorizer.atomic import atomic_path
-    from colorizer.images import find_images, open_image
+    from colorizer.images import find_images, is_colour, open_image
     from colorizer.infer import Colorizer, check_saturation
 
     jobs: list[tuple[Path, Path]] = []
@@ -79,9 +79,11 @@ def cmd_colorize(args: argparse.Namespace) -> int:
             progress.update()
 
     batch = []
+    colour_photos = 0
     for source, target in jobs:
         try:
             batch.append((target, open_image(source)))
+            colour_photos += is_colour(batch[-1][1])
         except UserError as exc:
             failures += 1
             progress.update()
@@ -94,6 +96,8 @@ def cmd_colorize(args: argparse.Namespace) -> int:
     progress.close()
     done = len(jobs) - failures
     print(f"colorized {done} of {len(jobs)} images into {args.out}")
+    if colour_photos:  # gray and toned monochrome (sepia, cyanotype) photos are what the tool is for
+        print(f"note: {colour_photos} of them were colour photos, colorized from their lightness alone")
     return 1 if failures else 0
 
 
