@@ -17,15 +17,28 @@ DEFAULT_SETTINGS = "1:0:0,3:8:0,5:8:0,7:8:0,5:4:0,5:16:0,1:0:1,5:8:1,5:8:2"
 
 def register(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser("decoding", help="eval's figures under each setting of the decoding (blotches, edges)")
-    parser.add_argument("--data", type=Path, required=True, help="folder of colour photos")
-    parser.add_argument("--holdout", type=float, metavar="FRACTION",
-                        help="only the photos `train --holdout FRACTION` held out (for choosing settings)")
-    parser.add_argument("--limit", type=int, help="at most this many photos (before --holdout)")
-    parser.add_argument("--model", default="generic")
+    add_photo_arguments(parser)
     parser.add_argument("--settings", default=DEFAULT_SETTINGS,
                         help=f"comma-separated WINDOW:L_SIGMA:RADIUS (default {DEFAULT_SETTINGS})")
     parser.add_argument("--json", type=Path, help="also write every setting's figures here")
     parser.set_defaults(func=run)
+
+
+def add_photo_arguments(parser: argparse.ArgumentParser) -> None:
+    """--data, --holdout, --limit and --model, as the settings scripts share them."""
+    parser.add_argument("--data", type=Path, required=True, help="folder of colour photos")
+    parser.add_argument("--holdout", type=float, metavar="FRACTION",
+                        help="only the photos `train --holdout FRACTION` held out (for choosing settings)")
+    parser.add_argument("--limit", type=int, help="at most this many photos (evenly spread; before --holdout)")
+    parser.add_argument("--model", default="generic", help="a hint-capable model (default generic)")
+
+
+def photo_paths(args: argparse.Namespace) -> list[Path]:
+    """The colour photos of --data (at most --limit), those --holdout held out where given."""
+    from colorizer.data import hold_out, scan_folder
+
+    paths = scan_folder(args.data, limit=args.limit).colour
+    return hold_out(paths, args.data, args.holdout)[1] if args.holdout else paths
 
 
 def parse_settings(text: str) -> list[tuple[int, float, float]]:
@@ -47,7 +60,6 @@ def run(args: argparse.Namespace) -> int:
     from colorizer.atomic import write_text
     from colorizer.bins import NUM_BINS, nearest_bins
     from colorizer.color import lab_to_rgb, rgb_to_lab
-    from colorizer.data import hold_out, scan_folder
     from colorizer.decode import VOTE_SPACE_SIGMA, annealed_mean, guided_upsample, vote_logits
     from colorizer.evaluate import Accumulator, auc_per_pixel
     from colorizer.images import open_image, to_rgb_tensor
@@ -55,9 +67,7 @@ def run(args: argparse.Namespace) -> int:
 
     settings = parse_settings(args.settings)
     colorizer = Colorizer.load(args.model, optimize=True)
-    paths = scan_folder(args.data, limit=args.limit).colour
-    if args.holdout:
-        paths = hold_out(paths, args.data, args.holdout)[1]
+    paths = photo_paths(args)
     totals = {setting: Accumulator() for setting in settings}
     bin_pixels = torch.zeros(NUM_BINS, dtype=torch.float64)
     for path in tqdm(paths, desc="photos"):

@@ -29,6 +29,8 @@ import math
 import statistics
 from pathlib import Path
 
+from analysis.decoding import add_photo_arguments, photo_paths
+
 THRESHOLD = 10.0  # ab units: a change a viewer sees
 OWN_RADIUS = 5  # photo pixels around the hint
 TURN_DEGREES = 120.0
@@ -38,11 +40,7 @@ BEFORE = (None, -1.0)  # the network alone with the bilinear decoding it shipped
 
 def register(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser("hint-locality", help="the share of a photo one unexpected hint changes, per setting")
-    parser.add_argument("--data", type=Path, required=True, help="folder of colour photos")
-    parser.add_argument("--holdout", type=float, metavar="FRACTION",
-                        help="only the photos `train --holdout FRACTION` held out (for choosing settings)")
-    parser.add_argument("--limit", type=int, help="at most this many photos (before --holdout)")
-    parser.add_argument("--model", default="generic", help="a hint-capable model (default generic)")
+    add_photo_arguments(parser)
     parser.add_argument("--reach", default=None,
                         help="comma-separated reaches in output cells, 'none' for the network alone "
                              "(default: 'none' and the shipped reach)")
@@ -107,7 +105,6 @@ def run(args: argparse.Namespace) -> int:
 
     from colorizer.atomic import write_text
     from colorizer.color import lab_to_rgb, rgb_to_lab
-    from colorizer.data import hold_out, scan_folder
     from colorizer.decode import colour_ab
     from colorizer.evaluate import parse_hint_counts, psnr
     from colorizer.hints import hint_nearness, local_hint_logits, simulate_hints
@@ -118,9 +115,7 @@ def run(args: argparse.Namespace) -> int:
     psnr_counts = parse_hint_counts(args.psnr_hints) if args.psnr_hints else ()
     colorizer = Colorizer.load(args.model, optimize=True, hint_reach=None)  # the network's own predictions, mixed here
     colorizer.require_hints()
-    paths = scan_folder(args.data, limit=args.limit).colour
-    if args.holdout:
-        paths = hold_out(paths, args.data, args.holdout)[1]
+    paths = photo_paths(args)
     spot_generator = torch.Generator().manual_seed(args.seed)
     hint_generator = torch.Generator().manual_seed(args.seed)  # as `colorizer eval --hints` draws them
     figures = {setting: {"changed": [], "own": [], **{f"psnr_{n}": [] for n in psnr_counts}} for setting in settings}
@@ -129,7 +124,7 @@ def run(args: argparse.Namespace) -> int:
     def mixed_ab(lightness, working, hint_map, hinted, automatic, setting):
         reach, edge_cost = setting
         if setting == BEFORE:
-            return colour_ab(lightness, hinted, vote=False, guided=False)
+            return colour_ab(lightness, hinted, vote=False)
         if reach is None:
             return colour_ab(lightness, hinted)
         nearness = hint_nearness(working, hint_map, tuple(hinted.shape[-2:]), reach, edge_cost)
@@ -142,7 +137,7 @@ def run(args: argparse.Namespace) -> int:
         working = colorizer.to_working_size(lightness)
         automatic = colorizer.logits(lightness)
         automatic_ab = colour_ab(lightness, automatic)
-        plain_ab = colour_ab(lightness, automatic, vote=False, guided=False)
+        plain_ab = colour_ab(lightness, automatic, vote=False)
         automatic_psnr.append(float(psnr(lab_to_rgb(torch.cat([lightness, automatic_ab], 1)), truth)))
         plain_psnr.append(float(psnr(lab_to_rgb(torch.cat([lightness, plain_ab], 1)), truth)))
         x, y = hint_spot(lightness, spot_generator)

@@ -173,7 +173,7 @@ def test_guided_upsampling_puts_colour_edges_on_the_photos_edges():
     lightness[..., 40:] = 80.0  # the photo's edge, halfway between two cells' centres
     coarse = torch.zeros(1, 2, 8, 8)
     coarse[:, 0, :, 5:] = 50.0
-    bilinear, guided = upsample(coarse, (64, 64))[0, 0, 32], guided_upsample(coarse, lightness)[0, 0, 32]
+    bilinear, guided = upsample(coarse, (64, 64))[0, 0, 32], guided_upsample(coarse, lightness, radius=1.0)[0, 0, 32]
     # bilinear ramps over the 8 px between the cells; guided steps where L steps
     assert bilinear[39] - bilinear[37] > 10 and guided[39] - guided[37] < 4
     assert guided[40] - guided[39] > 25 > bilinear[40] - bilinear[39]
