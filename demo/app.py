@@ -18,7 +18,7 @@ import gradio as gr  # noqa: E402
 
 from colorizer.decode import DEFAULT_TEMPERATURE  # noqa: E402
 from colorizer.errors import UserError  # noqa: E402
-from colorizer.infer import Colorizer  # noqa: E402
+from colorizer.infer import MAX_SATURATION, Colorizer  # noqa: E402
 from demo import logic  # noqa: E402
 
 EXAMPLES_DIR = Path(__file__).parent / "examples"
@@ -74,38 +74,38 @@ def build_demo(models: logic.Models | Mapping[str, Colorizer | str | os.PathLike
     jpeg = partial(logic.save_jpeg, pngs.name)
 
     @shows_user_errors
-    def show(path: str | None, name: str, temperature: float, board: logic.HintBoard):
+    def show(path: str | None, name: str, temperature: float, strength: float, board: logic.HintBoard):
         """Every view of the photo, with its hints; `views_for` records what the slower tabs show."""
         if path is None:
             return None, None, None, None, None, gr.Tab(visible=False), None, None, None
-        views = logic.colorize_views(models, path, name, temperature, board)
+        views = logic.colorize_views(models, path, name, temperature, board, strength)
         for note in views.notes:
             gr.Info(note)
         result = png(views.result, "colorized")
         truth = (png(views.original, "original"), result) if views.original else None
         return ((png(views.gray, "gray"), result), result, png(views.compared, "models"),
                 png(views.uncertainty, "uncertainty"), truth, gr.Tab(visible=truth is not None),
-                jpeg(logic.hint_view(views.result, board), "hints"), result, (path, name, temperature, board.hints))
+                jpeg(logic.hint_view(views.result, board), "hints"), result, (path, name, temperature, strength, board.hints))
 
-    def show_new_photo(path: str | None, name: str, temperature: float):
+    def show_new_photo(path: str | None, name: str, temperature: float, strength: float):
         board = logic.HintBoard()
-        return board, [], [], *show(path, name, temperature, board)
+        return board, [], [], *show(path, name, temperature, strength, board)
 
     def show_example(path: str):
-        views = show(path, models.default, DEFAULT_TEMPERATURE, logic.HintBoard())
+        views = show(path, models.default, DEFAULT_TEMPERATURE, 1.0, logic.HintBoard())
         return *views[:4], *views[6:8], models.default, DEFAULT_TEMPERATURE
 
-    def refresh(path: str | None, name: str, temperature: float, board: logic.HintBoard, views_for):
+    def refresh(path: str | None, name: str, temperature: float, strength: float, board: logic.HintBoard, views_for):
         """The slower tabs, when opened after hint edits: only if they show something else."""
-        if path is None or views_for == (path, name, temperature, board.hints):
+        if path is None or views_for == (path, name, temperature, strength, board.hints):
             return [gr.skip()] * 9
-        return show(path, name, temperature, board)
+        return show(path, name, temperature, strength, board)
 
     @shows_user_errors
-    def redraw(path: str, name: str, temperature: float, board: logic.HintBoard, suggestions=None):
+    def redraw(path: str, name: str, temperature: float, strength: float, board: logic.HintBoard, suggestions=None):
         """The page after a hint edit: the hint view, the full-resolution result, its download, the hint
         list, the picker on the selected hint's colour and, unless None (kept), the colours suggested there."""
-        result, view = editor.views(path, name, temperature, board)
+        result, view = editor.views(path, name, temperature, board, strength)
         result_png = png(result, "colorized")
         selected = board.hints[board.selected].hex if board.selected is not None else gr.skip()
         return (board, jpeg(view, "hints"), result_png, result_png, board.chips(), selected,
@@ -116,7 +116,7 @@ def build_demo(models: logic.Models | Mapping[str, Colorizer | str | os.PathLike
         a photo, and a model without hint inputs only says so. `same_spot`: the edit leaves the selected
         hint where it is and the others as they are, so the suggested colours stay."""
         @shows_user_errors
-        def handler(path, name, temperature, board, *values):
+        def handler(path, name, temperature, strength, board, *values):
             if path is None:
                 return [gr.skip()] * 7
             if not models[name].takes_hints:
@@ -126,12 +126,12 @@ def build_demo(models: logic.Models | Mapping[str, Colorizer | str | os.PathLike
             if edited is board:
                 return [gr.skip()] * 7
             suggestions = None if same_spot else editor.suggestions(path, name, edited)
-            return redraw(path, name, temperature, edited, suggestions)
+            return redraw(path, name, temperature, strength, edited, suggestions)
         return handler
 
     def clicked(shown_at_view_size: bool):
         @shows_user_errors
-        def handler(path, name, temperature, board, move, evt: gr.SelectData):
+        def handler(path, name, temperature, strength, board, move, evt: gr.SelectData):
             if path is None or evt.index is None:
                 return [gr.skip()] * 7
             if not models[name].takes_hints:
@@ -141,7 +141,7 @@ def build_demo(models: logic.Models | Mapping[str, Colorizer | str | os.PathLike
             shown = logic.view_size(size) if shown_at_view_size else size
             x, y = logic.point_on_photo(evt.index, shown, size)
             board, suggestions = editor.click(path, name, board, x, y, move)
-            return redraw(path, name, temperature, board, suggestions)
+            return redraw(path, name, temperature, strength, board, suggestions)
         return handler
 
     def hint_panel(name: str):
@@ -165,7 +165,7 @@ def build_demo(models: logic.Models | Mapping[str, Colorizer | str | os.PathLike
                    delete_cache=(3600, 3600)) as demo:
         demo.pngs = pngs  # removed with the demo
         board = gr.State(logic.HintBoard())
-        views_for = gr.State()  # (photo, model, temperature, hints) the slower tabs were made for
+        views_for = gr.State()  # (photo, model, temperature, strength, hints) the slower tabs were made for
         gr.Markdown(DESCRIPTION)
         with gr.Row():
             with gr.Column(scale=1):
@@ -176,6 +176,8 @@ def build_demo(models: logic.Models | Mapping[str, Colorizer | str | os.PathLike
                 model = gr.Dropdown(models.names, value=models.default, label="Model")
                 temperature = gr.Slider(0, 1, value=DEFAULT_TEMPERATURE, step=0.01, label="Temperature",
                                         info="0: the most likely colour, vivid; 1: the mean, desaturated")
+                strength = gr.Slider(0, MAX_SATURATION, value=1.0, step=0.05, label="Colour strength",
+                                     info="0: gray; 1: as predicted; 2: twice as strong", elem_id="strength")
                 button = gr.Button("Colorize", variant="primary")
                 with gr.Group(elem_id="hints"):
                     hint_help = gr.Markdown(HINT_HELP, padding=True)
@@ -206,10 +208,10 @@ def build_demo(models: logic.Models | Mapping[str, Colorizer | str | os.PathLike
                 with gr.Tab("Compare with the truth", visible=False) as truth_tab:
                     truth = gr.ImageSlider(label="Original | colorized", format="png")
 
-        inputs, outputs = [photo, model, temperature], [slider, result, compared, uncertainty]
+        inputs, outputs = [photo, model, temperature, strength], [slider, result, compared, uncertainty]
         views = outputs + [truth, truth_tab, hints_view, download, views_for]
         private = {"api_visibility": "private"}
-        gr.on([button.click, model.change, temperature.release], show, inputs + [board], views,
+        gr.on([button.click, model.change, temperature.release, strength.release], show, inputs + [board], views,
               trigger_mode="always_last", **private)
         photo.upload(show_new_photo, inputs, [board, chips, swatches] + views, trigger_mode="always_last", **private)
         # a new photo (an example, a cleared one) starts without hints
@@ -224,11 +226,11 @@ def build_demo(models: logic.Models | Mapping[str, Colorizer | str | os.PathLike
         recolour = hint_edit(lambda b, colour: b.recolour(logic.rgb_of_hex(colour)), same_spot=True)
         pick = hint_edit(logic.HintBoard.select)
 
-        def on_swatch(path, name, temperature, board, evt: gr.EventData):
-            return recolour(path, name, temperature, board, evt.hex)
+        def on_swatch(path, name, temperature, strength, board, evt: gr.EventData):
+            return recolour(path, name, temperature, strength, board, evt.hex)
 
-        def on_chip(path, name, temperature, board, evt: gr.EventData):
-            return pick(path, name, temperature, board, evt.index)
+        def on_chip(path, name, temperature, strength, board, evt: gr.EventData):
+            return pick(path, name, temperature, strength, board, evt.index)
 
         swatches.click(on_swatch, hint_inputs, edited, **private)
         chips.click(on_chip, hint_inputs, edited, **private)
@@ -246,7 +248,7 @@ def build_demo(models: logic.Models | Mapping[str, Colorizer | str | os.PathLike
         # the API: a photo in, its full-size colorization out: Client(url).predict(handle_file(p), api_name="/colorize")
         hidden_trigger = gr.Button(visible=False)
         hidden_hints = gr.Textbox(visible=False)
-        hidden_trigger.click(colorize, inputs + [hidden_hints], Picture(label="colorized", visible=False),
+        hidden_trigger.click(colorize, [photo, model, temperature, hidden_hints], Picture(label="colorized", visible=False),
                              api_name="colorize", concurrency_limit=MAX_BATCH)
 
         examples = sorted(Path(examples_dir).glob("*.jpg")) if examples_dir else []

@@ -256,8 +256,9 @@ class Views:
 
 
 def colorize_views(models: Models, path: str | os.PathLike, name: str, temperature: float,
-                   board: HintBoard | None = None) -> Views:
-    """Every view of one upload; the hints on `board` go to the models that take hints."""
+                   board: HintBoard | None = None, saturation: float = 1.0) -> Views:
+    """Every view of one upload; the hints on `board` go to the models that take hints; `saturation`
+    is the colour strength."""
     upload = read_upload(path)
     board = board or HintBoard()
 
@@ -267,12 +268,12 @@ def colorize_views(models: Models, path: str | os.PathLike, name: str, temperatu
     notes = list(upload.notes)
     if board.hints and hints_for(name) is None:
         notes.append(f"{no_hints_message(name)}; your {len(board.hints)} hints are kept")
-    prediction = models[name].predict(upload.image, temperature, hints=hints_for(name))
+    prediction = models[name].predict(upload.image, temperature, hints=hints_for(name), saturation=saturation)
     others = {}
     for other in models.compared(name):
         caption = other if hints_for(other) or not board.hints else f"{other} (no hints)"
         others[caption] = prediction.image if other == name else models[other].colorize(
-            upload.image, temperature, hints=hints_for(other))
+            upload.image, temperature, hints=hints_for(other), saturation=saturation)
     return Views(
         result=prediction.image,
         gray=prediction.gray,
@@ -478,17 +479,18 @@ class HintEditor:
             raise UserError(no_hints_message(name))
         return colorizer
 
-    def colorize(self, path: str | os.PathLike, name: str, temperature: float, board: HintBoard) -> Image.Image:
-        """What Colorizer.colorize(photo, temperature, hints) gives, from the kept lightness."""
+    def colorize(self, path: str | os.PathLike, name: str, temperature: float, board: HintBoard,
+                 saturation: float = 1.0) -> Image.Image:
+        """What Colorizer.colorize(photo, temperature, hints, saturation) gives, from the kept lightness."""
         photo, colorizer = self.photo(path), self.models[name]
         hints = board.as_dicts()
         logits = colorizer.logits(photo.lightness, colorizer.hint_map(photo.image, hints))
-        return to_pil(colorize_logits(photo.lightness, logits, temperature))
+        return to_pil(colorize_logits(photo.lightness, logits, temperature, saturation))
 
-    def views(self, path: str | os.PathLike, name: str, temperature: float, board: HintBoard
+    def views(self, path: str | os.PathLike, name: str, temperature: float, board: HintBoard, saturation: float = 1.0
               ) -> tuple[Image.Image, Image.Image]:
         """After an edit: the colorization at full resolution, and the hint view with the markers."""
-        result = self.colorize(path, name, temperature, board)
+        result = self.colorize(path, name, temperature, board, saturation)
         return result, hint_view(result, board)
 
     def suggestions(self, path: str | os.PathLike, name: str, board: HintBoard) -> list[dict[str, Any]]:
