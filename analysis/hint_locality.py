@@ -126,9 +126,9 @@ def run(args: argparse.Namespace) -> int:
         if setting == BEFORE:
             return colour_ab(lightness, hinted, vote=False)
         if reach is None:
-            return colour_ab(lightness, hinted)
+            return colour_ab(lightness, hinted, hints=hint_map)
         nearness = hint_nearness(working, hint_map, tuple(hinted.shape[-2:]), reach, edge_cost)
-        return colour_ab(lightness, local_hint_logits(hinted, automatic, nearness))
+        return colour_ab(lightness, local_hint_logits(hinted, automatic, nearness), hints=hint_map)
 
     for path in tqdm(paths, desc="photos"):
         truth = to_rgb_tensor(open_image(path))

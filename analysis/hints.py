@@ -1,12 +1,13 @@
 """`colorizer analyze hints`: a before/after figure of colour hints and decoding (docs/figures/hints.png).
 
-Each row is one photo: the input, its automatic colorization decoded as shipped before the blotch
-vote (colorizer/decode.py) and as now, the colorization given the hints by the network alone (its
-own spread, as shipped before `colorizer.hints.local_hint_logits`) and kept local (now), each hint
-drawn as a ringed dot where it was placed, and the original. A case may give `"tone": "sepia"`,
-`"cyanotype"` or `"yellowed"`, which turns the photo into an old-looking print first (its lightness
-faded, grain added, one tint), and `"photo": "skimage:NAME"` takes one of scikit-image's sample
-photos (`camera` is a real black-and-white photo, which has no colour original).
+Each row is one photo: the input (a colour photo as the gray the model sees), its automatic
+colorization decoded as shipped before the blotch vote (colorizer/decode.py) and as now, the
+colorization given the hints by the network alone (its own spread, as shipped before
+`colorizer.hints.local_hint_logits`) and kept local (now), each hint drawn as a ringed dot where it
+was placed, and the original. A case may give `"tone": "sepia"`, `"cyanotype"` or `"yellowed"`,
+which turns the photo into an old-looking print first (its lightness faded, grain added, one tint),
+and `"photo": "skimage:NAME"` takes one of scikit-image's sample photos (`camera` is a real
+black-and-white photo, which has no colour original).
 """
 
 from __future__ import annotations
@@ -84,7 +85,7 @@ def run(args: argparse.Namespace) -> int:
     from PIL import Image, ImageDraw, ImageOps
 
     from colorizer.atomic import atomic_path
-    from colorizer.infer import Colorizer
+    from colorizer.infer import Colorizer, gray_image
 
     cases = read_cases(args.cases)
     colorizer = Colorizer.load(args.model)
@@ -102,8 +103,10 @@ def run(args: argparse.Namespace) -> int:
         alone = colorizer.logits(lightness, hint_map)
         colorizer.hint_reach = local_reach
         local = colorizer.logits(lightness, hint_map)
-        images = [shown, render(lightness, automatic, vote=False), render(lightness, automatic),
-                  mark(render(lightness, alone), case["hints"]), mark(render(lightness, local), case["hints"]), original]
+        images = [shown if case.get("tone") or original is None else gray_image(lightness),
+                  render(lightness, automatic, vote=False), render(lightness, automatic),
+                  mark(render(lightness, alone, hints=hint_map), case["hints"]),
+                  mark(render(lightness, local, hints=hint_map), case["hints"]), original]
         scale = cell / shown.height
         rows.append([None if image is None else ImageOps.contain(image, (round(shown.width * scale), cell))
                      for image in images])
@@ -124,7 +127,7 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def render(lightness, logits, vote: bool = True):
+def render(lightness, logits, vote: bool = True, hints=None):
     """The photo's L with the colour decoded from `logits`, as an RGB image."""
     import torch
 
@@ -132,7 +135,7 @@ def render(lightness, logits, vote: bool = True):
     from colorizer.decode import colour_ab
     from colorizer.images import to_pil
 
-    return to_pil(lab_to_rgb(torch.cat([lightness, colour_ab(lightness, logits, vote=vote)], 1)))
+    return to_pil(lab_to_rgb(torch.cat([lightness, colour_ab(lightness, logits, vote=vote, hints=hints)], 1)))
 
 
 def mark(image, hints):

@@ -76,15 +76,21 @@ def decode_ab(logits: torch.Tensor, size: tuple[int, int], temperature: float = 
 
 
 def vote_logits(logits: torch.Tensor, lightness: torch.Tensor, window: int = VOTE_WINDOW,
-                space_sigma: float = VOTE_SPACE_SIGMA, l_sigma: float = VOTE_L_SIGMA) -> torch.Tensor:
+                space_sigma: float = VOTE_SPACE_SIGMA, l_sigma: float = VOTE_L_SIGMA,
+                hints: torch.Tensor | None = None) -> torch.Tensor:
     """Log of each cell's distribution averaged with its neighbours' (N, Q, h, w), weighted by
-    distance and by likeness of L (any size; averaged down to the logits' grid); window 1 is none."""
+    distance and by likeness of L (any size; averaged down to the logits' grid); window 1 is none.
+    Cells that a hint map (N, 3, H, W) covers keep their own: a user's hint is no blotch."""
     if window <= 1:
         return logits
     guide = F.adaptive_avg_pool2d(lightness.float().to(logits.device), logits.shape[-2:]) / 100
     probs = torch.softmax(logits.float(), dim=1)
     voted = kornia.filters.joint_bilateral_blur(probs, guide, window, l_sigma / 100, (space_sigma, space_sigma), "replicate")
-    return voted.clamp_min(1e-12).log()
+    voted = voted.clamp_min(1e-12).log()
+    if hints is None:
+        return voted
+    hinted = F.adaptive_max_pool2d(hints[:, 2:].float().to(logits.device), logits.shape[-2:]) > 0
+    return torch.where(hinted, F.log_softmax(logits.float(), dim=1), voted)
 
 
 def guided_upsample(ab: torch.Tensor, lightness: torch.Tensor, radius: float = GUIDE_RADIUS,
@@ -104,19 +110,21 @@ def guided_upsample(ab: torch.Tensor, lightness: torch.Tensor, radius: float = G
 
 
 def colour_ab(lightness: torch.Tensor, logits: torch.Tensor, temperature: float = DEFAULT_TEMPERATURE,
-              saturation: float = 1.0, vote: bool = True) -> torch.Tensor:
+              saturation: float = 1.0, vote: bool = True, hints: torch.Tensor | None = None) -> torch.Tensor:
     """The colour of a photo: full-resolution L (N, 1, H, W) in [0, 100] and the network's bin logits ->
     ab (N, 2, H, W) on L's device: blotches voted away (unless not `vote`), the annealed mean, upsampled
-    (GUIDE_RADIUS 0: bilinearly), times `saturation` (0 gray, 1 as predicted, above 1 stronger; clipped into sRGB when shown)."""
+    (GUIDE_RADIUS 0: bilinearly), times `saturation` (0 gray, 1 as predicted, above 1 stronger;
+    clipped into sRGB when shown). The cells of `hints`, the hint map the logits were predicted with,
+    stay out of the vote."""
     if vote:
-        logits = vote_logits(logits, lightness)
+        logits = vote_logits(logits, lightness, hints=hints)
     ab = annealed_mean(logits, temperature)
     ab = guided_upsample(ab, lightness, GUIDE_RADIUS)
     return ab * saturation
 
 
-def colorize_logits(lightness: torch.Tensor, logits: torch.Tensor,
-                    temperature: float = DEFAULT_TEMPERATURE, saturation: float = 1.0) -> torch.Tensor:
+def colorize_logits(lightness: torch.Tensor, logits: torch.Tensor, temperature: float = DEFAULT_TEMPERATURE,
+                    saturation: float = 1.0, hints: torch.Tensor | None = None) -> torch.Tensor:
     """The whole decoding: full-resolution L (N, 1, H, W) in [0, 100] and the network's bin logits ->
     sRGB (N, 3, H, W) in [0, 1], the photo's own lightness with the colour of `colour_ab`."""
-    return lab_to_rgb(torch.cat([lightness, colour_ab(lightness, logits, temperature, saturation)], dim=1))
+    return lab_to_rgb(torch.cat([lightness, colour_ab(lightness, logits, temperature, saturation, hints=hints)], dim=1))

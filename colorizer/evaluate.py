@@ -110,7 +110,7 @@ def evaluate(colorizer, paths, temperature: float = DEFAULT_TEMPERATURE, seed: i
             working_ab = colorizer.to_working_size(true_ab)
             for count, accumulator in hinted.items():
                 hint_map = simulate_hints(working_ab, [count], hint_generator)
-                ab = colour_ab(lightness, colorizer.logits(lightness, hint_map), temperature)
+                ab = colour_ab(lightness, colorizer.logits(lightness, hint_map), temperature, hints=hint_map)
                 accumulator.add(true_bin, auc_per_pixel(ab, true_ab), lab_to_rgb(torch.cat([lightness, ab], 1)), truth)
     results: dict[str, dict] = {method: totals[method].result(bin_pixels) for method in METHODS}
     if hint_counts:

@@ -41,7 +41,7 @@ NO_HINT_DISTANCE = 1e4
 # Locality at inference (`local_hint_logits`), in cells of the network's output grid: the hinted
 # prediction fades as exp(-d / LOCAL_REACH) with the geodesic distance d, whose steps cost
 # LOCAL_EDGE_COST per unit of L crossed. Chosen on held-out broad/train photos (docs/models.md).
-LOCAL_REACH = 6.0
+LOCAL_REACH = 20.0
 LOCAL_EDGE_COST = 0.3
 _NEIGHBOURS = [(dy, dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1) if dy or dx]
 

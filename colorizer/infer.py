@@ -171,8 +171,8 @@ class Colorizer:
                              lambda rgb: rgb_to_lab(rgb[:, :, None, None])[:, 1:, 0, 0])
 
     def _batch_logits(self, images: Sequence[Image.Image], hints: Sequence[Sequence[dict[str, Any]] | None]
-                      ) -> tuple[list[torch.Tensor], torch.Tensor]:
-        """The one forward path: each image's full-resolution L and the batch's logits."""
+                      ) -> tuple[list[torch.Tensor], torch.Tensor, torch.Tensor | None]:
+        """The one forward path: each image's full-resolution L, the batch's logits and hint maps."""
         lightness = [self.lightness(image) for image in images]
         maps = [self.hint_map(image, image_hints) for image, image_hints in zip(images, hints, strict=True)]
         hint_maps = None
@@ -180,13 +180,13 @@ class Colorizer:
             size = (self.input_size, self.input_size)
             hint_maps = torch.cat([empty_hints(1, *size) if m is None else m for m in maps])
         logits = self._forward(torch.cat([self.to_working_size(each) for each in lightness]), hint_maps)
-        return lightness, logits
+        return lightness, logits, hint_maps
 
     def predict(self, image: Image.Image, temperature: float = DEFAULT_TEMPERATURE,
                 hints: Sequence[dict[str, Any]] | None = None, saturation: float = 1.0) -> Prediction:
         check_saturation(saturation)
-        (lightness,), logits = self._batch_logits([image], [hints])
-        rgb = colorize_logits(lightness, logits, temperature, saturation)
+        (lightness,), logits, hint_maps = self._batch_logits([image], [hints])
+        rgb = colorize_logits(lightness, logits, temperature, saturation, hint_maps)
         uncertainty = upsample(entropy(logits)[:, None].cpu(), tuple(lightness.shape[-2:]))[0, 0]
         return Prediction(to_pil(rgb), gray_image(lightness), uncertainty.clamp(0, 1))
 
@@ -212,8 +212,9 @@ class Colorizer:
         results: list[Image.Image] = []
         for start in range(0, len(images), batch_size):
             chunk = slice(start, start + batch_size)
-            lightness, logits = self._batch_logits(images[chunk], hints[chunk])
-            results += [to_pil(colorize_logits(each, logits[i : i + 1], temperature, saturation))
+            lightness, logits, maps = self._batch_logits(images[chunk], hints[chunk])
+            results += [to_pil(colorize_logits(each, logits[i : i + 1], temperature, saturation,
+                                               None if maps is None else maps[i : i + 1]))
                         for i, each in enumerate(lightness)]
         return results
 
@@ -224,7 +225,7 @@ class Colorizer:
         closer than `min_distance` (ab units) to a likelier pick are skipped, so the choices differ."""
         if not (0 <= x < image.width and 0 <= y < image.height):
             raise UserError(f"({x:g}, {y:g}) lies outside the {image.width}x{image.height} photo")
-        (lightness,), logits = self._batch_logits([image], [hints])
+        (lightness,), logits, _ = self._batch_logits([image], [hints])
         row = min(int(y * logits.shape[-2] / image.height), logits.shape[-2] - 1)
         col = min(int(x * logits.shape[-1] / image.width), logits.shape[-1] - 1)
         probs = torch.softmax(logits[0, :, row, col].float().cpu(), dim=0)

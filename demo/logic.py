@@ -484,8 +484,9 @@ class HintEditor:
         """What Colorizer.colorize(photo, temperature, hints, saturation) gives, from the kept lightness."""
         photo, colorizer = self.photo(path), self.models[name]
         hints = board.as_dicts()
-        logits = colorizer.logits(photo.lightness, colorizer.hint_map(photo.image, hints))
-        return to_pil(colorize_logits(photo.lightness, logits, temperature, saturation))
+        hint_map = colorizer.hint_map(photo.image, hints)
+        logits = colorizer.logits(photo.lightness, hint_map)
+        return to_pil(colorize_logits(photo.lightness, logits, temperature, saturation, hint_map))
 
     def views(self, path: str | os.PathLike, name: str, temperature: float, board: HintBoard, saturation: float = 1.0
               ) -> tuple[Image.Image, Image.Image]:

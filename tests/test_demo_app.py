@@ -105,8 +105,7 @@ def test_colorize_takes_hints_as_json(hint_client, tmp_path):
     photo(96, 72).convert("L").save(path)
     plain = np.asarray(Image.open(colorize(hint_client, path)), dtype=int)
     assert np.array_equal(np.asarray(Image.open(colorize(hint_client, path, hints="")), dtype=int), plain)
-    # a hint of a few cells: the decoding's vote takes back a lone cell that no neighbour agrees with
-    blue = np.asarray(Image.open(colorize(hint_client, path, hints='[{"x": 30, "y": 20, "rgb": [0, 0, 255], "radius": 6}]')),
+    blue = np.asarray(Image.open(colorize(hint_client, path, hints='[{"x": 30, "y": 20, "rgb": [0, 0, 255]}]')),
                       dtype=int)
     assert blue.shape == plain.shape and blue[20, 30, 2] - blue[20, 30, 0] > plain[20, 30, 2] - plain[20, 30, 0] + 30
 

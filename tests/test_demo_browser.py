@@ -62,14 +62,14 @@ def test_a_file_that_is_not_an_image_gets_a_message(page, tmp_path):
 
 def test_moving_the_temperature_slider_recolorizes(page):
     before = result_src(page)
-    track = page.locator("input[type=range]").bounding_box()
+    track = page.get_by_role("slider", name="range slider for Temperature").bounding_box()
     y = track["y"] + track["height"] / 2
     page.mouse.move(track["x"] + track["width"] * 0.38, y)
     page.mouse.down()
     page.mouse.move(track["x"] + track["width"] * 0.9, y, steps=5)
     page.mouse.up()
     page.wait_for_function("src => document.querySelector('#result img').src !== src", arg=before)
-    assert float(page.locator("input[type=number]").input_value()) > 0.8
+    assert float(page.locator("input[type=number]").first.input_value()) > 0.8
 
 
 # colour hints, on a server whose `generic` takes hints and whose `dogs` does not
