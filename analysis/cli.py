@@ -6,6 +6,8 @@ import argparse
 from pathlib import Path
 
 from analysis.classify import register as register_classify
+from analysis.decoding import register as register_decoding
+from analysis.hint_locality import register as register_hint_locality
 from analysis.hints import register as register_hints
 from analysis.samples import register as register_samples
 from study.cli import add_db_argument
@@ -20,6 +22,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     register_classify(commands)
     register_samples(commands)
     register_hints(commands)
+    register_hint_locality(commands)
+    register_decoding(commands)
 
 
 def _register_votes(commands: argparse._SubParsersAction) -> None:

@@ -53,8 +53,8 @@ def cmd_colorize(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from colorizer.atomic import atomic_path
-    from colorizer.images import find_images, open_image
-    from colorizer.infer import Colorizer
+    from colorizer.images import find_images, is_colour, open_image
+    from colorizer.infer import Colorizer, check_saturation
     from colorizer.video import video_jobs
 
     jobs: list[tuple[Path, Path]] = []
@@ -65,6 +65,7 @@ def cmd_colorize(args: argparse.Namespace) -> int:
             raise UserError(f"{item}: no images found")
         jobs += [(f, output_path(f, item if item.is_dir() else None, Path(args.out))) for f in files]
     hints = read_hints(args.hints, len(jobs) + len(videos)) if args.hints else None
+    check_saturation(args.saturation)
     guided = args.reference is not None or args.palette is not None or args.alternatives is not None
     if guided:
         from colorizer.reference import check_alternatives, check_strength, parse_palette
@@ -90,8 +91,10 @@ def cmd_colorize(args: argparse.Namespace) -> int:
         images = [image for _, image in batch]
         if guided:  # one photo at a time: a guide and alternatives work on one photo's logits
             for target, image in batch:
-                results = [colorizer.colorize_guided(image, guide, args.temperature, hints, args.reference_strength)
-                           if guide is not None else colorizer.colorize(image, args.temperature, hints)]
+                results = [colorizer.colorize_guided(image, guide, args.temperature, hints, args.reference_strength,
+                                                     args.saturation)
+                           if guide is not None else colorizer.colorize(image, args.temperature, hints,
+                                                                        saturation=args.saturation)]
                 if args.alternatives:
                     results += colorizer.alternatives_guided(image, args.alternatives, guide, args.temperature, hints,
                                                              args.reference_strength)
@@ -99,7 +102,8 @@ def cmd_colorize(args: argparse.Namespace) -> int:
                     save(target if i == 0 else target.with_name(f"{target.stem}.alt{i}.png"), result)
                 progress.update()
             return
-        results = colorizer.colorize_many(images, args.temperature, args.batch_size, hints=None if hints is None else [hints])
+        results = colorizer.colorize_many(images, args.temperature, args.batch_size, hints=None if hints is None else [hints],
+                                          saturation=args.saturation)
         for (target, _), result in zip(batch, results, strict=True):
             save(target, result)
             progress.update()
@@ -109,9 +113,11 @@ def cmd_colorize(args: argparse.Namespace) -> int:
             result.save(tmp, format="PNG")
 
     batch = []
+    colour_photos = 0
     for source, target in jobs:
         try:
             batch.append((target, open_image(source)))
+            colour_photos += is_colour(batch[-1][1])
         except UserError as exc:
             failures += 1
             progress.update()
@@ -124,6 +130,8 @@ def cmd_colorize(args: argparse.Namespace) -> int:
     progress.close()
     done = len(jobs) - failures
     print(f"colorized {done} of {len(jobs)} images into {args.out}")
+    if colour_photos:  # gray and toned monochrome (sepia, cyanotype) photos are what the tool is for
+        print(f"note: {colour_photos} of them were colour photos, colorized from their lightness alone")
     return 1 if failures or video_failures else 0
 
 
@@ -210,6 +218,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help=f"how strongly --reference / --palette draw the colours (default {DEFAULT_STRENGTH:g})")
     p.add_argument("--alternatives", type=int, metavar="K",
                    help="also write K (1-16) distinct plausible colorizations, likeliest first, as NAME.alt1.png ...")
+    p.add_argument("--saturation", type=float, default=1.0,
+                   help="colour strength: 0 gray, 1 as predicted (default), up to 2 stronger")
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--device", default="auto", help=DEVICE_HELP)
     p.add_argument("--backend", default="auto",

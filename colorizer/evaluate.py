@@ -18,7 +18,7 @@ from colorizer.atomic import write_text
 from colorizer.bins import NUM_BINS, ab_bins, nearest_bins
 from colorizer.color import lab_to_rgb, rgb_to_lab
 from colorizer.data import hold_out, scan_folder
-from colorizer.decode import DEFAULT_TEMPERATURE, decode_ab
+from colorizer.decode import DEFAULT_TEMPERATURE, colour_ab, decode_ab
 from colorizer.errors import UserError
 from colorizer.hints import simulate_hints
 from colorizer.images import open_image, to_rgb_tensor
@@ -99,7 +99,7 @@ def evaluate(colorizer, paths, temperature: float = DEFAULT_TEMPERATURE, seed: i
         true_bin = nearest_bins(true_ab, k=1)[0]
         bin_pixels += torch.bincount(true_bin.flatten(), minlength=NUM_BINS).double()
         candidates = {
-            "model": decode_ab(colorizer.logits(lightness), size, temperature),
+            "model": colour_ab(lightness, colorizer.logits(lightness), temperature),
             "gray": torch.zeros_like(true_ab),
             "random": random_ab(size, generator),
             "ground_truth": true_ab,
@@ -110,7 +110,7 @@ def evaluate(colorizer, paths, temperature: float = DEFAULT_TEMPERATURE, seed: i
             working_ab = colorizer.to_working_size(true_ab)
             for count, accumulator in hinted.items():
                 hint_map = simulate_hints(working_ab, [count], hint_generator)
-                ab = decode_ab(colorizer.logits(lightness, hint_map), size, temperature)
+                ab = colour_ab(lightness, colorizer.logits(lightness, hint_map), temperature, hints=hint_map)
                 accumulator.add(true_bin, auc_per_pixel(ab, true_ab), lab_to_rgb(torch.cat([lightness, ab], 1)), truth)
     results: dict[str, dict] = {method: totals[method].result(bin_pixels) for method in METHODS}
     if hint_counts:
@@ -222,7 +222,7 @@ def run_eval(args: argparse.Namespace) -> dict[str, dict]:
         check_strength(args.reference_strength)
         if args.alternatives:
             check_alternatives(args.alternatives)
-    colorizer = Colorizer.load(args.model, device=args.device)
+    colorizer = Colorizer.load(args.model, device=args.device, optimize=True)  # a batch job: the frozen graph pays
     scan = scan_folder(args.data, limit=args.limit)
     if scan.gray or scan.corrupt:
         print(f"evaluating {scan.summary()}")

@@ -10,6 +10,11 @@ mean colour of a random square patch of 1 to 9 pixels.
 away it is, where crossing a change of lightness counts as distance: a hint then reaches the whole
 region it was placed on in one step, and a network that gets this map only has to learn where to
 trust it, which the few hints of a user cannot teach it by example.
+
+`local_hint_logits` keeps a user's hints on their objects at inference: the network, trained mostly
+on true-colour hints that agree with the whole photo, lets one hint of an unexpected colour tint the
+whole photo. Each cell takes the hinted prediction in proportion to its geodesic nearness to a hint
+and the automatic one otherwise, so a hint turns its region and fades at the region's edges.
 """
 
 from __future__ import annotations
@@ -33,6 +38,11 @@ MAX_SIMULATED_HINTS = 100
 # so an edge of 30 L units is as far as 9 cells of flat ground.
 EDGE_COST = 0.3
 NO_HINT_DISTANCE = 1e4
+# Locality at inference (`local_hint_logits`), in cells of the network's output grid: the hinted
+# prediction fades as exp(-d / LOCAL_REACH) with the geodesic distance d, whose steps cost
+# LOCAL_EDGE_COST per unit of L crossed. Chosen on held-out broad/train photos (docs/models.md).
+LOCAL_REACH = 20.0
+LOCAL_EDGE_COST = 0.3
 _NEIGHBOURS = [(dy, dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1) if dy or dx]
 
 
@@ -129,6 +139,27 @@ def nearest_hint(lightness: torch.Tensor, hints: torch.Tensor) -> tuple[torch.Te
         cells_l = (F.avg_pool2d(lightness.float(), stride) + 1) * 50
         nearest = geodesic_hints(cells_l, hints)
     return nearest[:, :2], nearest[:, 2:]
+
+
+def hint_nearness(lightness: torch.Tensor, hints: torch.Tensor, grid: tuple[int, int], reach: float = LOCAL_REACH,
+                  edge_cost: float = LOCAL_EDGE_COST) -> torch.Tensor:
+    """(N, 1, h, w): exp(-d / reach) of each cell's geodesic distance d (in cells) to its nearest hint on
+    the `grid` (h, w), which divides the (H, W) of L (N, 1, H, W) in [0, 100] and of the hint map
+    (N, 3, H, W); exactly 0 in a photo without hints. Distances are relaxed only as far as they
+    matter (every step costs at least 1 and exp(-6) is nothing), so the cost grows with the reach,
+    not with the photo."""
+    stride = hints.shape[-1] // grid[-1]
+    cells_l = F.avg_pool2d(lightness.float(), stride) if stride > 1 else lightness.float()
+    distance = geodesic_hints(cells_l, pool_hints(hints.float(), stride), edge_cost,
+                              iterations=min(max(grid), math.ceil(6 * reach)))[:, 2:]
+    return torch.exp(-distance / reach)
+
+
+def local_hint_logits(hinted: torch.Tensor, automatic: torch.Tensor, nearness: torch.Tensor) -> torch.Tensor:
+    """Log-probabilities (N, Q, h, w) that follow the `hinted` logits where `nearness` (N, 1, h, w) is 1
+    and the `automatic` ones where it is 0, mixing the two distributions geometrically between."""
+    weight = nearness.to(hinted.dtype)
+    return weight * F.log_softmax(hinted, dim=1) + (1 - weight) * F.log_softmax(automatic, dim=1)
 
 
 def user_hint_map(hints: Sequence[dict[str, Any]], photo_size: tuple[int, int], map_size: tuple[int, int],

@@ -1,4 +1,13 @@
-"""Reading photos from disk or PIL into float RGB tensors, with the checks users need."""
+"""Reading photos from disk or PIL into float RGB tensors, with the checks users need.
+
+**Colour or monochrome** (`is_colour`): a photo counts as monochrome, and is treated as the gray
+input it is, when its colour follows from its lightness alone: within each band of 5 units of
+CIELAB L, 98 % of its pixels lie within MONOCHROME_TOLERANCE (4.5 Lab units) of their band's median
+colour. Gray photos saved as RGB pass (every band's median is gray), and so do toned prints and
+scans (sepia, selenium, cyanotype, paper yellowed with age), whose pixels share one hue with a
+chroma that varies only with lightness; a colour photo has different colours at the same lightness.
+The test runs on a copy at most 128 px on a side, which also evens out JPEG's chroma noise.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +22,9 @@ from colorizer.errors import UserError
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif"}
 MAX_PIXELS = 100_000_000
+MONOCHROME_TOLERANCE = 4.5  # Lab units: toned JPEGs stay below 4.1 even at quality 60, colour photos above 4.7
+_MONOCHROME_BANDS = 20  # of L, 5 units each
+_MONOCHROME_SIZE = 128
 
 # Gray levels of the high bit-depth modes PIL opens 16-bit and float files in ("I" holds 16-bit PNGs).
 _HIGH_DEPTH_FULL_SCALE = {"I;16": 65535.0, "I;16B": 65535.0, "I;16L": 65535.0, "I": 65535.0, "F": 1.0}
@@ -84,3 +96,27 @@ def to_pil(rgb: torch.Tensor) -> Image.Image:
     rgb = rgb.squeeze(0) if rgb.dim() == 4 else rgb
     array = (rgb.clamp(0, 1) * 255.0).round().byte().permute(1, 2, 0).cpu().numpy()
     return Image.fromarray(array, "RGB")
+
+
+def colour_spread(image: Image.Image) -> float:
+    """How far (Lab units) the 98th percentile of a photo's pixels lies from the median colour of
+    pixels of its lightness: about 0 for gray and toned monochrome, tens for colour photos."""
+    from colorizer.color import rgb_to_lab
+
+    if set(image.getbands()) <= {"L", "I", "F", "1", "A"}:
+        return 0.0
+    small = image.copy()
+    small.thumbnail((_MONOCHROME_SIZE, _MONOCHROME_SIZE))
+    lab = rgb_to_lab(to_rgb_tensor(small))[0].flatten(1)  # (3, pixels)
+    band = (lab[0] / (100 / _MONOCHROME_BANDS)).long().clamp(0, _MONOCHROME_BANDS - 1)
+    typical = torch.zeros(_MONOCHROME_BANDS, 2)
+    for index in band.unique().tolist():
+        typical[index] = lab[1:, band == index].median(dim=1).values
+    distance = (lab[1:] - typical[band].T).norm(dim=0)
+    return float(torch.quantile(distance, 0.98))
+
+
+def is_colour(image: Image.Image, tolerance: float = MONOCHROME_TOLERANCE) -> bool:
+    """Whether a photo has colours of its own (module docstring): False for gray and for toned
+    monochrome such as sepia or cyanotype, which are colorized, and compared, as gray photos."""
+    return colour_spread(image) > tolerance

@@ -29,13 +29,29 @@ from colorizer.decode import DEFAULT_TEMPERATURE, colorize_lab, colorize_logits,
 from colorizer.defaults import DEFAULT_STRENGTH
 from colorizer.device import bf16_is_fast, resolve_device
 from colorizer.errors import UserError
-from colorizer.hints import empty_hints, nearest_hint, pool_hints, user_hint_map
+from colorizer.hints import (
+    LOCAL_EDGE_COST,
+    LOCAL_REACH,
+    empty_hints,
+    hint_nearness,
+    local_hint_logits,
+    nearest_hint,
+    pool_hints,
+    user_hint_map,
+)
 from colorizer.images import check_size, to_pil, to_rgb_tensor
 
 BUNDLED_MODELS = ("generic", "dogs")
 DEFAULT_MODEL = "generic"
 BACKENDS = ("auto", "torch", "onnxruntime")
 REFERENCE_SIDE = 256  # a reference photo is read at most this many pixels a side
+MAX_SATURATION = 2.0  # colour strength: beyond twice the predicted chroma most colours leave sRGB anyway
+
+
+def check_saturation(saturation: float) -> None:
+    """A one-line error unless `saturation` is a number from 0 to MAX_SATURATION."""
+    if isinstance(saturation, bool) or not isinstance(saturation, (int, float)) or not 0 <= saturation <= MAX_SATURATION:
+        raise UserError(f"saturation must be a number from 0 to {MAX_SATURATION:g}, got {saturation!r}")
 
 
 def bundled_model_path(name: str) -> Path:
@@ -103,8 +119,12 @@ class Colorizer:
 
     def __init__(self, model: torch.nn.Module | export.OnnxRuntimeNetwork, config: dict[str, Any],
                  device: str | torch.device = "cpu", precision: str = "auto", optimize: bool = False,
-                 name: str | None = None, backend: str = "torch"):
+                 name: str | None = None, backend: str = "torch",
+                 hint_reach: float | None = LOCAL_REACH):
         self.device = resolve_device(device)
+        # how far (output cells, geodesically) a hint's colour reaches (colorizer/hints.py
+        # `local_hint_logits`); None leaves it to the network, which spreads one hint over the photo
+        self.hint_reach, self.hint_edge_cost = hint_reach, LOCAL_EDGE_COST
         self.config = config
         self.name = name or config.get("name", "model")
         self.input_size = int(config.get("input_size", 224))
@@ -172,7 +192,8 @@ class Colorizer:
 
     @classmethod
     def load(cls, name_or_path: str | os.PathLike = DEFAULT_MODEL, device: str | torch.device = "cpu",
-             precision: str = "auto", optimize: bool = False, backend: str = "auto") -> Colorizer:
+             precision: str = "auto", optimize: bool = False, backend: str = "auto",
+             hint_reach: float | None = LOCAL_REACH) -> Colorizer:
         """A bundled model by name ("generic", "dogs"), a checkpoint file (.safetensors/.json), a run folder
         or an ONNX file made by `colorizer export`.
 
@@ -180,15 +201,17 @@ class Colorizer:
         `precision` is "auto" (bf16 where the device computes it natively), "bf16" or "fp32";
         `optimize` freezes the network into a faster graph (a few seconds once; see `_frozen_graph`);
         `backend` is "torch", "onnxruntime" (CPU, fp32; exported once and cached, see colorizer/export.py)
-        or "auto" (see `choose_backend`).
+        or "auto" (see `choose_backend`); `hint_reach` is how far a hint's colour carries (see `__init__`).
         """
         name = str(name_or_path) if str(name_or_path) in BUNDLED_MODELS else Path(name_or_path).stem
         if str(name_or_path).endswith(".onnx") and Path(name_or_path).is_file():
             data, config = export.read(name_or_path)
             backend = "onnxruntime" if backend == "auto" else backend
-            return cls(export.OnnxRuntimeNetwork(data), config, device=device, precision=precision, name=name, backend=backend)
+            return cls(export.OnnxRuntimeNetwork(data), config, device=device, precision=precision, name=name, backend=backend,
+                       hint_reach=hint_reach)
         model, config = checkpoint.load_model(model_path(name_or_path))
-        return cls(model, config, device=device, precision=precision, optimize=optimize, name=name, backend=backend)
+        return cls(model, config, device=device, precision=precision, optimize=optimize, name=name, backend=backend,
+                   hint_reach=hint_reach)
 
     @property
     def takes_hints(self) -> bool:
@@ -220,7 +243,15 @@ class Colorizer:
             return self.network(small).float()
         if hint_maps is None:
             hint_maps = empty_hints(len(small), *small.shape[-2:])
-        return self.network(small, hint_maps.to(self.device, self.dtype)).float()
+        hint_maps = hint_maps.to(self.device)
+        if self.hint_reach is None or not bool(hint_maps[:, 2].any()):
+            return self.network(small, hint_maps.to(self.dtype)).float()
+        # one batch: with the hints and without, mixed by each cell's nearness to a hint
+        both = self.network(torch.cat([small, small]), torch.cat([hint_maps, torch.zeros_like(hint_maps)]).to(self.dtype))
+        hinted, automatic = both.float().split(len(small))
+        nearness = hint_nearness(lightness.to(self.device), hint_maps, tuple(hinted.shape[-2:]), self.hint_reach,
+                                 self.hint_edge_cost)
+        return local_hint_logits(hinted, automatic, nearness)
 
     def hint_map(self, image: Image.Image, hints: Sequence[dict[str, Any]] | None) -> torch.Tensor | None:
         """A user's hints on `image` ([{"x", "y", "rgb", optional "radius"}] in its pixels) as a (1, 3, S, S)
@@ -236,8 +267,8 @@ class Colorizer:
                              lambda rgb: rgb_to_lab(rgb[:, :, None, None])[:, 1:, 0, 0])
 
     def _batch_logits(self, images: Sequence[Image.Image], hints: Sequence[Sequence[dict[str, Any]] | None]
-                      ) -> tuple[list[torch.Tensor], torch.Tensor]:
-        """The one forward path: each image's full-resolution L and the batch's logits."""
+                      ) -> tuple[list[torch.Tensor], torch.Tensor, torch.Tensor | None]:
+        """The one forward path: each image's full-resolution L, the batch's logits and hint maps."""
         lightness = [self.lightness(image) for image in images]
         maps = [self.hint_map(image, image_hints) for image, image_hints in zip(images, hints, strict=True)]
         hint_maps = None
@@ -245,35 +276,39 @@ class Colorizer:
             size = (self.input_size, self.input_size)
             hint_maps = torch.cat([empty_hints(1, *size) if m is None else m for m in maps])
         logits = self._forward(torch.cat([self.to_working_size(each) for each in lightness]), hint_maps)
-        return lightness, logits
+        return lightness, logits, hint_maps
 
     def predict(self, image: Image.Image, temperature: float = DEFAULT_TEMPERATURE,
-                hints: Sequence[dict[str, Any]] | None = None) -> Prediction:
-        (lightness,), logits = self._batch_logits([image], [hints])
-        rgb = colorize_logits(lightness, logits, temperature)
+                hints: Sequence[dict[str, Any]] | None = None, saturation: float = 1.0) -> Prediction:
+        check_saturation(saturation)
+        (lightness,), logits, hint_maps = self._batch_logits([image], [hints])
+        rgb = colorize_logits(lightness, logits, temperature, saturation, hint_maps)
         uncertainty = upsample(entropy(logits)[:, None].cpu(), tuple(lightness.shape[-2:]))[0, 0]
         return Prediction(to_pil(rgb), gray_image(lightness), uncertainty.clamp(0, 1))
 
     def colorize(self, image: Image.Image, temperature: float = DEFAULT_TEMPERATURE,
                  hints: Sequence[dict[str, Any]] | None = None, reference: Image.Image | None = None,
-                 palette: Any = None, strength: float = DEFAULT_STRENGTH) -> Image.Image:
+                 palette: Any = None, strength: float = DEFAULT_STRENGTH, saturation: float = 1.0) -> Image.Image:
         """An RGB image of the input's size: the input's own lightness with predicted colour.
 
         `hints` (hint-capable models): [{"x": 120, "y": 40, "rgb": [200, 30, 30]}, ...] in the photo's
         pixels and 0-255 colour, optional "radius" in pixels; the network carries each hint's colour
-        over the region it belongs to. `reference` (a colour image) and `palette` (["#8b4513",
+        over the region it belongs to, and no further (see `hint_reach`). `reference` (a colour image) and `palette` (["#8b4513",
         "#87ceeb:0.5", (46, 139, 87), ...]) draw the colours towards theirs by `strength` in [0, 1]
-        (colorizer/reference.py); hints win near where they are."""
+        (colorizer/reference.py); hints win near where they are. `saturation` scales the colour's
+        strength: 0 gray, 1 as predicted, up to MAX_SATURATION."""
         if reference is None and palette is None:
-            return self.colorize_many([image], temperature, hints=[hints])[0]
-        return self.colorize_guided(image, self.guide(reference, palette), temperature, hints, strength)
+            return self.colorize_many([image], temperature, hints=[hints], saturation=saturation)[0]
+        return self.colorize_guided(image, self.guide(reference, palette), temperature, hints, strength, saturation)
 
     def colorize_guided(self, image: Image.Image, guide: reference_math.Guide, temperature: float = DEFAULT_TEMPERATURE,
-                        hints: Sequence[dict[str, Any]] | None = None, strength: float = DEFAULT_STRENGTH) -> Image.Image:
+                        hints: Sequence[dict[str, Any]] | None = None, strength: float = DEFAULT_STRENGTH,
+                        saturation: float = 1.0) -> Image.Image:
         """`colorize` with a guide made once by `guide` (for many photos or frames with one reference)."""
-        (lightness,), logits = self._batch_logits([image], [hints])
-        logits = self.guided(lightness, logits, guide, strength, self.hint_map(image, hints))
-        return to_pil(colorize_logits(lightness, logits, temperature))
+        check_saturation(saturation)
+        (lightness,), logits, hint_maps = self._batch_logits([image], [hints])
+        logits = self.guided(lightness, logits, guide, strength, hint_maps)
+        return to_pil(colorize_logits(lightness, logits, temperature, saturation, hint_maps))
 
     def guide(self, reference: Image.Image | None = None, palette: Any = None) -> reference_math.Guide:
         """What a reference photo and/or a palette say about colours, computed once (a clip reuses it)."""
@@ -326,24 +361,28 @@ class Colorizer:
                             strength: float = DEFAULT_STRENGTH) -> list[Image.Image]:
         """`alternatives` with a guide made once by `guide`, or none."""
         k = reference_math.check_alternatives(k)
-        (lightness,), logits = self._batch_logits([image], [hints])
+        (lightness,), logits, hint_maps = self._batch_logits([image], [hints])
         if guide is not None:
-            logits = self.guided(lightness, logits, guide, strength, self.hint_map(image, hints))
-        return [to_pil(colorize_logits(lightness, each, temperature)) for each in reference_math.alternative_logits(logits, k)]
+            logits = self.guided(lightness, logits, guide, strength, hint_maps)
+        return [to_pil(colorize_logits(lightness, each, temperature, hints=hint_maps))
+                for each in reference_math.alternative_logits(logits, k)]
 
     def colorize_many(self, images: Sequence[Image.Image], temperature: float = DEFAULT_TEMPERATURE,
-                      batch_size: int = 8, hints: Sequence[Sequence[dict[str, Any]] | None] | None = None
-                      ) -> list[Image.Image]:
+                      batch_size: int = 8, hints: Sequence[Sequence[dict[str, Any]] | None] | None = None,
+                      saturation: float = 1.0) -> list[Image.Image]:
         """Colorize several images, running the network on up to `batch_size` of them at once;
         `hints` holds each image's hint list (or None)."""
+        check_saturation(saturation)
         hints = list(hints) if hints is not None else [None] * len(images)
         if len(hints) != len(images):
             raise UserError(f"{len(hints)} hint lists for {len(images)} images")
         results: list[Image.Image] = []
         for start in range(0, len(images), batch_size):
             chunk = slice(start, start + batch_size)
-            lightness, logits = self._batch_logits(images[chunk], hints[chunk])
-            results += [to_pil(colorize_logits(each, logits[i : i + 1], temperature)) for i, each in enumerate(lightness)]
+            lightness, logits, maps = self._batch_logits(images[chunk], hints[chunk])
+            results += [to_pil(colorize_logits(each, logits[i : i + 1], temperature, saturation,
+                                               None if maps is None else maps[i : i + 1]))
+                        for i, each in enumerate(lightness)]
         return results
 
     def colorize_video(self, src: str | os.PathLike, dst: str | os.PathLike, *, temperature: float = DEFAULT_TEMPERATURE,
@@ -371,7 +410,7 @@ class Colorizer:
         at this lightness, is merged into it, so the choices differ."""
         if not (0 <= x < image.width and 0 <= y < image.height):
             raise UserError(f"({x:g}, {y:g}) lies outside the {image.width}x{image.height} photo")
-        (lightness,), logits = self._batch_logits([image], [hints])
+        (lightness,), logits, _ = self._batch_logits([image], [hints])
         row = min(int(y * logits.shape[-2] / image.height), logits.shape[-2] - 1)
         col = min(int(x * logits.shape[-1] / image.width), logits.shape[-1] - 1)
         modes, masses = colour_modes(torch.softmax(logits[0, :, row, col].float().cpu(), dim=0))

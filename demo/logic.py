@@ -25,11 +25,10 @@ from PIL import Image, ImageDraw, ImageFont
 from colorizer.atomic import atomic_path
 from colorizer.decode import colorize_logits
 from colorizer.errors import UserError
-from colorizer.images import open_image, to_pil, to_rgb_tensor
+from colorizer.images import is_colour, open_image, to_pil, to_rgb_tensor
 from colorizer.infer import BUNDLED_MODELS, Colorizer, bundled_model_path
 
 MAX_MEGAPIXELS = 40  # a 40 MP photo already takes seconds and gigabytes; a shared demo refuses more
-COLOUR_TOLERANCE = 6 / 255  # JPEG noise leaves a gray photo saved as RGB with a little chroma
 
 
 def find_models(models_dir: str | os.PathLike | None = None) -> dict[str, str]:
@@ -153,7 +152,7 @@ class Batcher:
 @dataclass
 class Upload:
     image: Image.Image  # decoded, upright
-    colour: bool  # a colour photo, reduced to gray before colorizing
+    colour: bool  # a colour photo (not gray, sepia or otherwise toned), reduced to gray before colorizing
     notes: list[str] = field(default_factory=list)  # what reading it did, for the page to say
 
 
@@ -189,17 +188,6 @@ def has_transparency(image: Image.Image) -> bool:
         return False
     alpha = image.getchannel("A") if "A" in image.getbands() else image.convert("RGBA").getchannel("A")
     return alpha.getextrema()[0] < 255
-
-
-def is_colour(image: Image.Image, tolerance: float = COLOUR_TOLERANCE) -> bool:
-    """Whether a photo has colour worth comparing against: gray files saved as RGB do not."""
-    if set(image.getbands()) <= {"L", "I", "F", "1", "A"}:
-        return False
-    small = image.copy()
-    small.thumbnail((256, 256))
-    rgb = to_rgb_tensor(small)[0]
-    spread = rgb.amax(0) - rgb.amin(0)
-    return torch.quantile(spread.flatten(), 0.99).item() > tolerance
 
 
 def as_rgb(image: Image.Image) -> Image.Image:
@@ -282,8 +270,9 @@ class Views:
 
 
 def colorize_views(models: Models, path: str | os.PathLike, name: str, temperature: float,
-                   board: HintBoard | None = None) -> Views:
-    """Every view of one upload; the hints on `board` go to the models that take hints."""
+                   board: HintBoard | None = None, saturation: float = 1.0) -> Views:
+    """Every view of one upload; the hints on `board` go to the models that take hints; `saturation`
+    is the colour strength."""
     upload = read_upload(path)
     board = board or HintBoard()
 
@@ -293,12 +282,12 @@ def colorize_views(models: Models, path: str | os.PathLike, name: str, temperatu
     notes = list(upload.notes)
     if board.hints and hints_for(name) is None:
         notes.append(f"{no_hints_message(name)}; your {len(board.hints)} hints are kept")
-    prediction = models[name].predict(upload.image, temperature, hints=hints_for(name))
+    prediction = models[name].predict(upload.image, temperature, hints=hints_for(name), saturation=saturation)
     others = {}
     for other in models.compared(name):
         caption = other if hints_for(other) or not board.hints else f"{other} (no hints)"
         others[caption] = prediction.image if other == name else models[other].colorize(
-            upload.image, temperature, hints=hints_for(other))
+            upload.image, temperature, hints=hints_for(other), saturation=saturation)
     return Views(
         result=prediction.image,
         gray=prediction.gray,
@@ -590,27 +579,29 @@ class HintEditor:
             raise UserError(no_hints_message(name))
         return colorizer
 
-    def colorize(self, path: str | os.PathLike, name: str, temperature: float, board: HintBoard) -> Image.Image:
-        """What Colorizer.colorize(photo, temperature, hints) gives, from the kept lightness."""
-        key = (str(path), name, temperature, board.hints)
+    def colorize(self, path: str | os.PathLike, name: str, temperature: float, board: HintBoard,
+                 saturation: float = 1.0) -> Image.Image:
+        """What Colorizer.colorize(photo, temperature, hints, saturation) gives, from the kept lightness."""
+        key = (str(path), name, temperature, saturation, board.hints)
         with self.lock:
             if key in self.results:
                 self.results.move_to_end(key)
                 return self.results[key]
         photo, colorizer = self.photo(path), self.models[name]
         hints = board.as_dicts()
-        logits = colorizer.logits(photo.lightness, colorizer.hint_map(photo.image, hints))
-        result = to_pil(colorize_logits(photo.lightness, logits, temperature))
+        hint_map = colorizer.hint_map(photo.image, hints)
+        logits = colorizer.logits(photo.lightness, hint_map)
+        result = to_pil(colorize_logits(photo.lightness, logits, temperature, saturation, hint_map))
         with self.lock:
             self.results[key] = result
             while len(self.results) > 2 * self.keep:
                 self.results.popitem(last=False)
         return result
 
-    def views(self, path: str | os.PathLike, name: str, temperature: float, board: HintBoard
+    def views(self, path: str | os.PathLike, name: str, temperature: float, board: HintBoard, saturation: float = 1.0
               ) -> tuple[Image.Image, Image.Image]:
         """After an edit: the colorization at full resolution, and the hint view with the markers."""
-        result = self.colorize(path, name, temperature, board)
+        result = self.colorize(path, name, temperature, board, saturation)
         return result, hint_view(result, board)
 
     def suggestions(self, path: str | os.PathLike, name: str, board: HintBoard) -> list[dict[str, Any]]:

@@ -33,6 +33,23 @@ def test_colorize_round_trip_on_odd_inputs(tiny_checkpoint, tmp_path, capsys):
     assert {p.name: p.read_bytes() for p in inputs.iterdir()} == before  # inputs untouched
 
 
+def test_colorize_says_which_inputs_were_colour_photos_and_takes_a_colour_strength(tiny_checkpoint, tmp_path, capsys):
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    photo(40, 30).save(inputs / "colour.png")
+    gray = np.asarray(photo(40, 30, seed=1).convert("L"), dtype=np.float32)[..., None] / 255
+    sepia = gray * np.array([1.0, 0.82, 0.6]) + np.array([0.0, 0.18, 0.4]) * gray**2
+    Image.fromarray((sepia * 255).round().astype(np.uint8), "RGB").save(inputs / "sepia.png")
+    code, out, _ = run(capsys, "colorize", inputs, "--out", tmp_path / "out", "--model", tiny_checkpoint)
+    assert code == 0 and "note: 1 of them were colour photos" in out
+    code, out, _ = run(capsys, "colorize", inputs / "sepia.png", "--out", tmp_path / "gray", "--model", tiny_checkpoint,
+                       "--saturation", "0")
+    result = np.asarray(Image.open(tmp_path / "gray" / "sepia.png"), dtype=int)
+    assert code == 0 and "note" not in out and np.abs(result - result[..., :1]).max() <= 1
+    code, _, err = run(capsys, "colorize", inputs, "--out", tmp_path / "x", "--model", tiny_checkpoint, "--saturation", "3")
+    assert code == 1 and "saturation must be a number from 0 to 2" in err
+
+
 def test_never_overwrites_an_input(tiny_checkpoint, tmp_path, capsys):
     source = tmp_path / "photo.png"
     photo(16, 16).save(source)

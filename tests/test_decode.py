@@ -9,7 +9,16 @@ import torch
 
 from colorizer.bins import NUM_BINS, ab_bins
 from colorizer.color import lab_to_rgb, rgb_to_lab
-from colorizer.decode import DEFAULT_TEMPERATURE, annealed_mean, colorize_lab, entropy, upsample
+from colorizer.decode import (
+    DEFAULT_TEMPERATURE,
+    annealed_mean,
+    colorize_lab,
+    colour_ab,
+    entropy,
+    guided_upsample,
+    upsample,
+    vote_logits,
+)
 
 
 def _index(a: float, b: float) -> int:
@@ -135,3 +144,45 @@ def test_colorize_lab_keeps_full_resolution_lightness():
     torch.testing.assert_close(rgb_to_lab(out)[:, :1], lab[:, :1], atol=3.0, rtol=0)
     # with the exact ab, the image comes back
     torch.testing.assert_close(colorize_lab(lab[:, :1], lab[:, 1:]), lab_to_rgb(lab), atol=1e-5, rtol=0)
+
+
+def _cells_of(colours: torch.Tensor) -> torch.Tensor:
+    """Logits (1, 313, h, w) sure of the bin nearest each cell's ab in `colours` (2, h, w)."""
+    bins = ab_bins()
+    nearest = (colours.permute(1, 2, 0)[..., None, :] - bins).norm(dim=-1).argmin(-1)
+    return torch.nn.functional.one_hot(nearest, NUM_BINS).permute(2, 0, 1)[None].float() * 8
+
+
+def test_the_vote_removes_a_small_patch_of_unlikely_colour_and_keeps_regions_apart():
+    colours = torch.zeros(2, 16, 16)
+    colours[:, :, 8:] = torch.tensor([-40.0, 40.0])[:, None, None]  # a green right half
+    colours[:, 4, 3] = torch.tensor([60.0, 40.0])  # a one-cell red blotch on the gray left half
+    lightness = torch.full((1, 1, 64, 64), 40.0)
+    lightness[..., 32:] = 70.0  # the halves differ in lightness
+    logits = _cells_of(colours)
+    before = annealed_mean(logits)[0]
+    after = annealed_mean(vote_logits(logits, lightness))[0]
+    assert before[:, 4, 3].norm() > 50 and after[:, 4, 3].norm() < 5
+    # either side of the edge keeps its own colour right up to it
+    assert after[:, :, 7].norm(dim=0).max() < 5 and (after[:, :, 8] - torch.tensor([-40.0, 40.0])[:, None]).norm(dim=0).max() < 8
+    assert torch.equal(vote_logits(logits, lightness, window=1), logits)
+
+
+def test_guided_upsampling_puts_colour_edges_on_the_photos_edges():
+    lightness = torch.full((1, 1, 64, 64), 30.0)
+    lightness[..., 40:] = 80.0  # the photo's edge, halfway between two cells' centres
+    coarse = torch.zeros(1, 2, 8, 8)
+    coarse[:, 0, :, 5:] = 50.0
+    bilinear, guided = upsample(coarse, (64, 64))[0, 0, 32], guided_upsample(coarse, lightness, radius=1.0)[0, 0, 32]
+    # bilinear ramps over the 8 px between the cells; guided steps where L steps
+    assert bilinear[39] - bilinear[37] > 10 and guided[39] - guided[37] < 4
+    assert guided[40] - guided[39] > 25 > bilinear[40] - bilinear[39]
+    assert torch.equal(guided_upsample(coarse, lightness, radius=0)[0, 0, 32], bilinear)
+
+
+def test_saturation_scales_the_colour_and_zero_is_gray():
+    logits = _random_logits(3)
+    lightness = torch.full((2, 1, 12, 16), 50.0)
+    ab = colour_ab(lightness, logits)
+    torch.testing.assert_close(colour_ab(lightness, logits, saturation=1.5), 1.5 * ab)
+    assert colour_ab(lightness, logits, saturation=0.0).abs().max() == 0

@@ -229,6 +229,16 @@ def test_colorize_views_of_a_colour_photo_keep_the_truth(models, tmp_path):
     assert views.gray.getpixel((5, 5))[0] == views.gray.getpixel((5, 5))[1] == views.gray.getpixel((5, 5))[2]
 
 
+def test_a_sepia_scan_is_a_gray_photo_with_no_truth_to_compare(models, tmp_path):
+    gray = np.asarray(photo(96, 72).convert("L"), dtype=np.float32)[..., None] / 255
+    sepia = gray * np.array([1.0, 0.82, 0.6]) + np.array([0.0, 0.18, 0.4]) * gray**2
+    path = saved(Image.fromarray((sepia * 255).round().astype(np.uint8), "RGB"), tmp_path / "sepia.jpg", quality=70)
+    upload = logic.read_upload(path)
+    assert not upload.colour and upload.notes == []
+    views = logic.colorize_views(models, path, "generic", 0.38)
+    assert views.original is None and views.notes == []
+
+
 def test_save_png_is_lossless_named_for_its_download_and_clears_old_files(tmp_path):
     stale = tmp_path / "0123456789ab"
     stale.mkdir()

@@ -17,12 +17,15 @@ from colorizer.hints import (
     MAX_PATCH,
     NO_HINT_DISTANCE,
     geodesic_hints,
+    hint_nearness,
+    local_hint_logits,
     pool_hints,
     rotate_hue,
     sample_hint_counts,
     simulate_hints,
     user_hint_map,
 )
+from colorizer.images import to_rgb_tensor
 from colorizer.infer import Colorizer
 from colorizer.loss import encode_targets, rebalanced_cross_entropy
 from colorizer.models import build_model
@@ -335,3 +338,52 @@ def test_the_frozen_graph_of_a_propagating_model_matches_eager_mode(tmp_path):
         a = torch.tensor(list(eager.colorize(image, hints=given).getdata()), dtype=torch.float32)
         b = torch.tensor(list(frozen.colorize(image, hints=given).getdata()), dtype=torch.float32)
         assert (a - b).abs().max() <= 2
+
+
+def test_nearness_is_one_at_a_hint_fades_with_distance_and_drops_across_an_edge():
+    lightness = torch.full((1, 1, 64, 64), 30.0)
+    lightness[..., 40:] = 80.0  # an edge of 50 L units at column 40
+    hints = torch.zeros(1, 3, 64, 64)
+    hints[0, :, 30:34, 4:8] = torch.tensor([0.3, 0.2, 1.0])[:, None, None]
+    nearness = hint_nearness(lightness, hints, (16, 16), reach=4.0, edge_cost=0.3)[0, 0]
+    assert nearness.shape == (16, 16) and nearness[8, 1] == 1.0
+    row = nearness[8]
+    assert torch.all(row[1:9] > row[2:10])  # fading along the flat side
+    # one cell before the edge and one after: the step costs as much as 15 cells of flat ground
+    assert row[9] > 20 * row[10] > 0
+    assert torch.equal(hint_nearness(lightness, torch.zeros(1, 3, 64, 64), (16, 16)), torch.zeros(1, 1, 16, 16))
+
+
+def test_local_hint_logits_follow_the_hinted_prediction_only_near_a_hint():
+    torch.manual_seed(0)
+    hinted, automatic = torch.randn(2, 1, 313, 2, 2) * 3
+    nearness = torch.tensor([[[[1.0, 0.0], [0.5, 0.0]]]])
+    mixed = torch.softmax(local_hint_logits(hinted, automatic, nearness), dim=1)
+    torch.testing.assert_close(mixed[..., 0, 0], torch.softmax(hinted, 1)[..., 0, 0])
+    torch.testing.assert_close(mixed[..., :, 1], torch.softmax(automatic, 1)[..., :, 1])
+
+
+def test_a_hint_of_an_unexpected_colour_stays_near_where_it_was_placed(tmp_path):
+    """The same network with its hint propagation wide open: alone it carries one hint over the whole
+    flat photo; with the locality mix far cells keep the automatic colour and the hint's own turn."""
+    torch.manual_seed(0)
+    options = {**TINY_HINT_OPTIONS, "hint_propagation": True, "propagation_reach": 64}
+    model = build_model("effnet-lite0", **options)
+    torch.nn.init.constant_(model.propagation_gate.bias, 20.0)
+    from colorizer import checkpoint
+
+    checkpoint.save_model(tmp_path / checkpoint.MODEL_STEM, model.eval(), {
+        "preset": "effnet-lite0", "options": options, "input_size": 128,
+        "prior": [1 / 313] * 313})
+    from PIL import Image
+
+    image = Image.new("RGB", (128, 128), (120, 120, 120))
+    hint = [{"x": 8, "y": 8, "rgb": [230, 30, 200]}]
+    moved = {}
+    for reach in (None, 4.0):
+        colorizer = Colorizer.load(tmp_path, hint_reach=reach, precision="fp32")
+        lab = [rgb_to_lab(to_rgb_tensor(result))[0, 1:] for result in (colorizer.colorize(image, hints=hint),
+                                                                         colorizer.colorize(image))]
+        moved[reach] = (lab[0] - lab[1]).norm(dim=0)
+    assert moved[None][96:, 96:].min() > 10  # the far corner turns without locality
+    assert moved[4.0][96:, 96:].max() < 1 and moved[4.0][6:11, 6:11].min() > 10

@@ -4,7 +4,16 @@ import torch
 from PIL import Image
 
 from colorizer.errors import UserError
-from colorizer.images import check_size, find_images, open_image, to_pil, to_rgb_tensor
+from colorizer.images import (
+    MONOCHROME_TOLERANCE,
+    check_size,
+    colour_spread,
+    find_images,
+    is_colour,
+    open_image,
+    to_pil,
+    to_rgb_tensor,
+)
 from tests.conftest import photo
 
 
@@ -68,3 +77,28 @@ def test_transparent_pixels_become_white():
 def test_to_pil_round_trip():
     image = photo(16, 12)
     assert np.array_equal(np.asarray(to_pil(to_rgb_tensor(image))), np.asarray(image))
+
+
+def _toned(gray: np.ndarray, tint: tuple[float, float, float]) -> Image.Image:
+    """A gray photo printed in one tint: the tint at mid-tones, fading to white and black."""
+    g = gray.astype(np.float32)[..., None] / 255
+    rgb = g * np.array(tint) + (1 - np.array(tint)) * g**2
+    return Image.fromarray((rgb * 255).round().clip(0, 255).astype(np.uint8), "RGB")
+
+
+@pytest.mark.parametrize("tint", [(1.0, 0.82, 0.6), (0.55, 0.75, 1.0), (1.0, 0.97, 0.78)], ids=["sepia", "cyanotype", "yellowed"])
+def test_toned_monochrome_is_not_colour_even_as_a_jpeg(tint, tmp_path):
+    gray = np.asarray(photo(160, 120).convert("L"))
+    toned = _toned(gray, tint)
+    assert colour_spread(toned) < MONOCHROME_TOLERANCE
+    toned.save(tmp_path / "scan.jpg", quality=60)
+    assert not is_colour(open_image(tmp_path / "scan.jpg"))
+
+
+def test_gray_photos_are_not_colour_and_colour_photos_are():
+    colourful = photo(160, 120)
+    assert is_colour(colourful) and colour_spread(colourful) > 3 * MONOCHROME_TOLERANCE
+    assert not is_colour(colourful.convert("L")) and not is_colour(colourful.convert("L").convert("RGB"))
+    # a warm cast over the whole photo does not make a colour photo of a gray one, nor a gray one of a colour one
+    tinted = np.asarray(colourful, dtype=np.float32) * np.array([1.0, 0.9, 0.7])
+    assert is_colour(Image.fromarray(tinted.round().astype(np.uint8), "RGB"))

@@ -88,3 +88,14 @@ def test_bundled_models_load_when_present():
             pytest.skip("bundled weights not built yet")
         model = Colorizer.load(name)
         assert model.colorize(photo(64, 48)).size == (64, 48)
+
+
+def test_saturation_sets_the_colour_strength(colorizer):
+    source = photo(40, 30).convert("L")
+    chroma = [rgb_to_lab(to_rgb_tensor(colorizer.colorize(source, saturation=s)))[:, 1:].norm(dim=1).mean()
+              for s in (0.0, 0.5, 1.0)]
+    assert chroma[0] < 1 and chroma[0] < chroma[1] < chroma[2]
+    assert colorizer.predict(source, saturation=0.5).image == colorizer.colorize_many([source], saturation=0.5)[0]
+    for bad in (-0.1, 2.5, "1", True):
+        with pytest.raises(UserError, match="saturation must be a number from 0 to 2"):
+            colorizer.colorize(source, saturation=bad)
