@@ -70,16 +70,17 @@ class GuidedHintEditor(logic.HintEditor):
             look.guides[name] = self.models[name].guide(reference, look.palette)
         return look.guides[name]
 
-    def colorize(self, path: str | os.PathLike, name: str, temperature: float, board: logic.HintBoard) -> Image.Image:
+    def colorize(self, path: str | os.PathLike, name: str, temperature: float, board: logic.HintBoard,
+                 saturation: float = 1.0) -> Image.Image:
         look = self.looks.get(str(path))
         if look is None:
-            return super().colorize(path, name, temperature, board)
+            return super().colorize(path, name, temperature, board, saturation)
         if look.picked is not None and not board.hints:
             return look.picked
         photo, colorizer = self.photo(path), self.models[name]
         strength = 1.0 if look.picked is not None else look.strength
         return colorizer.colorize_guided(photo.image, self.guide(look, name), temperature, board.as_dicts() or None,
-                                         strength)
+                                         strength, saturation)
 
 
 def colorize_with(colorizer: Colorizer, image: Image.Image, temperature: float, hints, reference_path: str | None,

@@ -104,9 +104,10 @@ def test_a_batch_of_photos_comes_back_as_one_zip(page, tmp_path):
 
 
 def slide_temperature(page, to: float) -> None:
-    track = page.locator("input[type=range]").bounding_box()
+    track = page.get_by_role("slider", name="range slider for Temperature").bounding_box()
     y = track["y"] + track["height"] / 2
-    page.mouse.move(track["x"] + track["width"] * float(page.locator("input[type=number]").input_value()), y)
+    now = float(page.get_by_role("spinbutton", name="number input for Temperature").input_value())
+    page.mouse.move(track["x"] + track["width"] * now, y)
     page.mouse.down()
     page.mouse.move(track["x"] + track["width"] * to, y, steps=5)
     page.mouse.up()
@@ -116,7 +117,7 @@ def test_moving_the_temperature_slider_recolorizes(page):
     before = result_src(page)
     slide_temperature(page, 0.9)
     page.wait_for_function("src => document.querySelector('#result img').src !== src", arg=before)
-    assert float(page.locator("input[type=number]").input_value()) > 0.8
+    assert float(page.get_by_role("spinbutton", name="number input for Temperature").input_value()) > 0.8
 
 
 # colour hints, on a server whose `generic` takes hints and whose `dogs` does not
