@@ -8,6 +8,7 @@ photo tab's requests), and Stop cancels it: the run ends at its next frame and l
 
 
 import os
+import shutil
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -160,8 +161,11 @@ def colorize_clip(models: logic.Models, clip: Clip, name: str, temperature: floa
     try:
         colorizer.colorize_video(clip.path, target, temperature=temperature, hints=hints, temporal=temporal,
                                  progress=report)
-    except UserError as exc:
-        raise UserError(str(exc).replace(clip.path, Path(clip.path).name)) from None
+    except BaseException as exc:
+        shutil.rmtree(target.parent, ignore_errors=True)  # a failed or stopped run leaves not even its folder
+        if isinstance(exc, UserError):
+            raise UserError(str(exc).replace(clip.path, Path(clip.path).name)) from None
+        raise
     return str(target)
 
 
