@@ -420,7 +420,7 @@ async def admin_rows(server: StudyServer, rows: Callable[..., list[dict]], study
         raise StarletteHTTPException(404, str(error)) from None
 
 
-ADMIN_RESPONSES = {200: {"content": {"text/csv": {}}}, **error_responses(401, 404)}
+ADMIN_RESPONSES = {200: {"content": {"text/csv": {}}}, **error_responses(401, 404, 429)}  # 429: past the limit of wrong tokens
 
 
 @router.get("/admin/export.csv", response_class=Response, responses=ADMIN_RESPONSES, dependencies=[Admin])

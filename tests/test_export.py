@@ -219,8 +219,10 @@ def test_bad_exports_are_one_line_errors_that_write_nothing(plain_run, tmp_path,
     assert out.read_bytes() == b"kept" and [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
 
 
-def test_auto_times_both_backends_once_where_bf16_is_native(plain_run, monkeypatch):
+def test_auto_times_both_backends_once_where_bf16_is_native(plain_run, monkeypatch, tmp_path):
     import colorizer.infer as infer
+
+    monkeypatch.setenv("COLORIZER_CACHE", str(tmp_path))  # a cache of its own: other tests record their choices too
 
     monkeypatch.setattr(infer, "bf16_is_fast", lambda device: device.type == "cpu")
     first = Colorizer.load(plain_run, optimize=True)
