@@ -1,5 +1,6 @@
-"""The core's subcommands: train, colorize, prior, eval, export. `python -m colorizer` runs them alone (as torchrun
-does); the `colorizer` command adds the demo's, the study's and the analysis' (toolkit/cli.py)."""
+"""The `colorizer` command, also run as `python -m colorizer` (torchrun's way): the core's train, colorize,
+export, prior and eval, and the subcommands of the apps above the core (demo, study, analyze), which they
+add through the `colorizer.commands` entry points, so that the core imports none of them."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import argparse
 import json
 import sys
 import warnings
+from importlib.metadata import EntryPoint, entry_points
 from pathlib import Path
 
 from colorizer.defaults import DEFAULT_STRENGTH, DEFAULT_TEMPERATURE
@@ -14,6 +16,8 @@ from colorizer.device import DEVICE_HELP
 from colorizer.errors import UserError
 
 OPTIMIZE_FROM = 10  # photos from which `colorize` freezes the network graph first
+COMMANDS = "colorizer.commands"  # entry points: register(subparsers) functions that add subcommands
+PYPROJECT = Path(__file__).resolve().parents[1] / "pyproject.toml"
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -287,7 +291,28 @@ def run(parser: argparse.ArgumentParser, argv: list[str] | None = None) -> int:
         return 130
 
 
+def app_commands() -> list[EntryPoint]:
+    """The `colorizer.commands` entry points. Run from a source tree (an editable install, a checkout),
+    its own pyproject.toml lists them: installed metadata only changes on reinstalling, so it may lack
+    a command the tree has; an installed package has only its metadata."""
+    if PYPROJECT.is_file():
+        import tomllib
+
+        project = tomllib.loads(PYPROJECT.read_text())["project"]
+        if project["name"] == "colorizer":
+            table = project.get("entry-points", {}).get(COMMANDS, {})
+            return [EntryPoint(name, value, COMMANDS) for name, value in table.items()]
+    return list(entry_points(group=COMMANDS))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="colorizer", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    register(sub)
+    for command in app_commands():
+        command.load()(sub)
+    return parser
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m colorizer", description=__doc__)
-    register(parser.add_subparsers(dest="command", required=True, metavar="COMMAND"))
-    return run(parser, argv)
+    return run(build_parser(), argv)

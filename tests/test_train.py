@@ -9,6 +9,7 @@ from PIL import Image
 from safetensors.torch import load_file
 
 from colorizer import checkpoint
+from colorizer.cli import main
 from colorizer.color import lab_batch
 from colorizer.data import PhotoDataset, scan_folder
 from colorizer.loss import encode_targets
@@ -16,7 +17,6 @@ from colorizer.models import build_model
 from colorizer.prior import compute_prior, rebalance_weights
 from colorizer.train import lr_factor, parameter_groups, recoloured_weights
 from tests.conftest import TINY_HINT_OPTIONS, TINY_OPTIONS
-from toolkit.cli import main
 
 
 def train_args(data, out, *extra):
