@@ -22,8 +22,9 @@ PYPROJECT = Path(__file__).resolve().parents[1] / "pyproject.toml"
 
 def cmd_train(args: argparse.Namespace) -> int:
     from colorizer.train import train
+    from colorizer.train_args import TrainConfig
 
-    train(args)
+    train(TrainConfig.from_args(args))
     return 0
 
 
@@ -31,14 +32,14 @@ def cmd_prior(args: argparse.Namespace) -> int:
     from colorizer.atomic import write_text
     from colorizer.data import scan_folder
     from colorizer.device import resolve_device
-    from colorizer.prior import compute_prior
+    from colorizer.prior import PRIOR_SIGMA, compute_prior
 
     device = resolve_device(args.device)
     scan = scan_folder(args.data, limit=args.limit)
     print(scan.summary())
     counts, prior = compute_prior(scan.colour, args.image_size, args.batch_size, args.workers, device)
     write_text(args.out, json.dumps({"data": str(args.data), "images": len(scan.colour), "pixels": int(counts.sum()),
-                                     "image_size": args.image_size, "sigma": 5.0, "counts": counts.tolist(),
+                                     "image_size": args.image_size, "sigma": PRIOR_SIGMA, "counts": counts.tolist(),
                                      "prior": prior.tolist()}))
     print(f"prior of {len(scan.colour)} photos ({int(counts.sum())} pixels) -> {args.out}")
     return 0

@@ -275,8 +275,8 @@ def test_the_loss_of_recoloured_photos_counts_cells_by_their_nearness_to_a_hint(
 
     def loss() -> float:
         torch.manual_seed(0)  # the same hints and hue turns both times
-        return train.batch_loss(model, rgb, torch.ones(313), torch.device("cpu"), hinted_share=1.0,
-                                recolour_share=1.0).item()
+        return train.batch_loss(model, rgb, torch.ones(313), torch.device("cpu"),
+                                train.StepSettings(hinted_share=1.0, recolour_share=1.0)).item()
 
     weighted = loss()
     monkeypatch.setattr(train, "recoloured_weights", lambda lightness, *args: torch.ones(len(lightness), 16, 16))

@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from colorizer.bins import NUM_BINS, ab_bins
+from colorizer.defaults import SOFT_NEIGHBOURS, SOFT_SIGMA
 from colorizer.errors import UserError
 from colorizer.hints import AB_SCALE, HINT_CHANNELS, nearest_hint, pool_hints
 
@@ -110,7 +111,7 @@ def propagated_features(lightness: torch.Tensor, hints: torch.Tensor, reach: flo
     return torch.cat(features, dim=1), ab
 
 
-def _soft_encoded_hints(pooled: torch.Tensor, k: int = 5, sigma: float = 5.0) -> torch.Tensor:
+def _soft_encoded_hints(pooled: torch.Tensor, k: int = SOFT_NEIGHBOURS, sigma: float = SOFT_SIGMA) -> torch.Tensor:
     """(N, 313, h, w): each hinted cell's colour soft-encoded over the bins as the training targets are
     (Gaussian weights on the k nearest), zero where there is no hint. A dense search over all bins, not
     the lookup table of `bins.nearest_bins`: its shapes do not depend on the data, so the network
