@@ -293,17 +293,17 @@ def run(parser: argparse.ArgumentParser, argv: list[str] | None = None) -> int:
 
 
 def app_commands() -> list[EntryPoint]:
-    """The `colorizer.commands` entry points. Run from a source tree (an editable install, a checkout),
-    its own pyproject.toml lists them: installed metadata only changes on reinstalling, so it may lack
-    a command the tree has; an installed package has only its metadata."""
+    """The `colorizer.commands` entry points, by name. Run from a source tree (an editable install, a
+    checkout), its own pyproject.toml lists them: installed metadata only changes on reinstalling, so
+    it may lack a command the tree has; an installed package has only its metadata."""
     if PYPROJECT.is_file():
         import tomllib
 
         project = tomllib.loads(PYPROJECT.read_text())["project"]
         if project["name"] == "colorizer":
             table = project.get("entry-points", {}).get(COMMANDS, {})
-            return [EntryPoint(name, value, COMMANDS) for name, value in table.items()]
-    return list(entry_points(group=COMMANDS))
+            return sorted(EntryPoint(name, value, COMMANDS) for name, value in table.items())
+    return sorted(entry_points(group=COMMANDS))
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -123,7 +123,7 @@ def test_console_script_is_installed():
     assert shutil.which("colorizer") or os.path.exists(".venv/bin/colorizer")
 
 
-APP_COMMANDS = ["demo", "study", "analyze"]
+APP_COMMANDS = ["analyze", "demo", "study"]
 EVERY_COMMAND = ["train", "colorize", "export", "prior", "eval", *APP_COMMANDS]
 
 
