@@ -132,13 +132,14 @@ def write_simulated_study(db_url: str, name: str = SIMULATED_STUDY_NAME, seed: i
 
     from colorizer.errors import UserError
     from study.db import database_session
-    from study.models import CATCH_MODEL, Assignment, Participant, Study, Vote, public_id
+    from study.models import CATCH_MODEL, Study
+    from study.service import GivenAnswer, add_finished_participant, has_participants
 
     if not name.startswith(SIMULATED_PREFIX):
         raise UserError(f"a simulated study's name must start with {SIMULATED_PREFIX!r}, got {name!r}")
     with database_session(db_url) as session, session.begin():
         study = session.scalars(select(Study).where(Study.name == name)).first() or _bare_study(session, name)
-        if session.scalars(select(Participant.id).where(Participant.study_id == study.id)).first():
+        if has_participants(session, study):
             raise UserError(f"study {name!r} already has participants")
         trials = simulated_trials(study)
         image_ids = [image_id for image_id, trial in trials.items() if not trial.is_catch]
@@ -150,22 +151,16 @@ def write_simulated_study(db_url: str, name: str = SIMULATED_STUDY_NAME, seed: i
             seed=seed,
             study=name,
         )
-        vote_records = []
         for _, rows in votes.groupby("participant_id", sort=False):
-            participant = Participant(id=public_id(), study_id=study.id, created_at=rows["created_at"].iloc[0])
-            session.add(participant)
-            for position, row in enumerate(rows.itertuples(index=False)):
+            answers = []
+            for row in rows.itertuples(index=False):
                 trial = trials[row.image_id]
                 # Stimulus a is never the degraded side of a catch pair.
                 a_on_left = row.left_model != CATCH_MODEL if trial.is_catch else row.left_model == trial.stimulus_a.model
-                left, right = (trial.stimulus_a, trial.stimulus_b) if a_on_left else (trial.stimulus_b, trial.stimulus_a)
-                participant.assignments.append(Assignment(trial=trial, position=position, left=left, right=right))
-                vote_records.append(Vote(participant_id=participant.id, trial_id=trial.id, choice=row.choice,
-                                         rt_ms=int(row.rt_ms), client_vote_id=public_id(), created_at=row.created_at))
-        # Votes refer to assignments by a bare composite key, so the ORM cannot order the inserts itself.
+                answers.append(GivenAnswer(trial, a_on_left, row.choice, int(row.rt_ms), row.created_at))
+            add_finished_participant(session, study, answers, created_at=rows["created_at"].iloc[0])
         session.flush()
-        session.add_all(vote_records)
-        return len(vote_records)
+        return len(votes)
 
 
 def simulated_trials(study: Study) -> dict[str, Trial]:

@@ -17,7 +17,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch
 
 from colorizer.models import build_model
-from colorizer.train import batch_loss
+from colorizer.train import StepSettings, batch_loss
 
 BATCH, SIZE, STEPS, WARMUP = 32, 224, 200, 10
 
@@ -36,7 +36,7 @@ def run(amp: str, channels_last: bool) -> tuple[float, float]:
         if step == WARMUP:
             torch.cuda.synchronize(device)
             start = time.perf_counter()
-        loss = batch_loss(model, photos, weights, device, amp=amp)
+        loss = batch_loss(model, photos, weights, device, StepSettings(amp=amp))
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()

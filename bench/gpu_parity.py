@@ -25,7 +25,7 @@ from colorizer.color import lab_batch
 from colorizer.infer import bundled_model_path
 from colorizer.loss import encode_targets
 from colorizer.prior import rebalance_weights
-from colorizer.train import batch_loss
+from colorizer.train import StepSettings, batch_loss
 
 CPU, CUDA = torch.device("cpu"), torch.device("cuda")
 
@@ -45,9 +45,10 @@ def compare(name: str, images: list[Image.Image]) -> None:
     model = model.float().eval()
     weights = rebalance_weights(torch.tensor(config["prior"]), config["mix"])
     with torch.no_grad():
-        cpu_loss = batch_loss(model, crops, weights, CPU, hinted_share=0.0).item()
-        cuda_loss = batch_loss(model.to(CUDA), crops, weights.to(CUDA), CUDA, hinted_share=0.0).item()
-        bf16_loss = batch_loss(model, crops, weights.to(CUDA), CUDA, amp="bf16", hinted_share=0.0).item()
+        automatic = StepSettings(hinted_share=0.0)
+        cpu_loss = batch_loss(model, crops, weights, CPU, automatic).item()
+        cuda_loss = batch_loss(model.to(CUDA), crops, weights.to(CUDA), CUDA, automatic).item()
+        bf16_loss = batch_loss(model, crops, weights.to(CUDA), CUDA, StepSettings(hinted_share=0.0, amp="bf16")).item()
     ab_cpu, ab_cuda = lab_batch(crops, CPU)[1], lab_batch(crops, CUDA)[1]
     bins_cpu = encode_targets(ab_cpu, weights).bins[:, 0]
     bins_cuda = encode_targets(ab_cuda, weights.to(CUDA)).bins[:, 0].cpu()  # the targets as training makes them

@@ -2,8 +2,8 @@
 
 Times `Colorizer.colorize` (full-resolution Lab, network at the model's working size, annealed mean,
 bilinear upsampling, join with the original L) on a 1024x768 photo from ../shared/data when present
-(else a synthetic one), after one warm-up, for three ways of loading the model, interleaved so that load
-from other processes hits all alike:
+(else a demo example, gray: the time does not depend on the colours), after one warm-up, for three ways
+of loading the model, interleaved so that load from other processes hits all alike:
 - eager: `Colorizer.load(model, backend="torch")`, what `colorize` used for fewer than 10 photos;
 - frozen: `Colorizer.load(model, backend="torch", optimize=True)`, the frozen graph that the CLI used for
   batches and the demo always;
@@ -29,16 +29,14 @@ from bench.machine import describe
 from colorizer.infer import DEFAULT_MODEL, Colorizer
 
 REPEATS = 9
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "dogs" / "val"
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared" / "data" / "dogs" / "val"
+EXAMPLE = ROOT / "demo" / "examples" / "beagle.jpg"
 
 
 def photo() -> Image.Image:
-    sources = sorted(SHARED.rglob("*.jpg"))[:1]
-    if sources:
-        return Image.open(sources[0]).convert("RGB").resize((1024, 768), Image.Resampling.BICUBIC)
-    from tests.conftest import photo as synthetic
-
-    return synthetic(1024, 768)
+    source = next(iter(sorted(SHARED.rglob("*.jpg"))), EXAMPLE)
+    return Image.open(source).convert("RGB").resize((1024, 768), Image.Resampling.BICUBIC)
 
 
 def main() -> None:

@@ -19,7 +19,7 @@ import torch
 
 from colorizer.models import build_model
 from colorizer.prior import rebalance_weights
-from colorizer.train import train_step
+from colorizer.train import StepSettings, train_step
 
 ROUNDS, STEPS = 3, 4
 
@@ -39,7 +39,7 @@ def step_seconds(model, optimizer, rgb, weights) -> list[float]:
     times = []
     for _ in range(STEPS):
         start = time.perf_counter()
-        train_step(model, optimizer, rgb, weights, torch.device("cpu"), amp="bf16")
+        train_step(model, optimizer, rgb, weights, torch.device("cpu"), StepSettings(amp="bf16"))
         times.append(time.perf_counter() - start)
     return times
 

@@ -1,5 +1,6 @@
-"""The core's subcommands: train, colorize, prior, eval, export. `python -m colorizer` runs them alone (as torchrun
-does); the `colorizer` command adds the demo's, the study's and the analysis' (toolkit/cli.py)."""
+"""The `colorizer` command, also run as `python -m colorizer` (torchrun's way): the core's train, colorize,
+export, prior and eval, and the subcommands of the apps above the core (demo, study, analyze), which they
+add through the `colorizer.commands` entry points, so that the core imports none of them."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import argparse
 import json
 import sys
 import warnings
+from importlib.metadata import EntryPoint, entry_points
 from pathlib import Path
 
 from colorizer.defaults import DEFAULT_STRENGTH, DEFAULT_TEMPERATURE
@@ -14,12 +16,15 @@ from colorizer.device import DEVICE_HELP
 from colorizer.errors import UserError
 
 OPTIMIZE_FROM = 10  # photos from which `colorize` freezes the network graph first
+COMMANDS = "colorizer.commands"  # entry points: register(subparsers) functions that add subcommands
+PYPROJECT = Path(__file__).resolve().parents[1] / "pyproject.toml"
 
 
 def cmd_train(args: argparse.Namespace) -> int:
     from colorizer.train import train
+    from colorizer.train_args import TrainConfig
 
-    train(args)
+    train(TrainConfig.from_args(args))
     return 0
 
 
@@ -27,14 +32,14 @@ def cmd_prior(args: argparse.Namespace) -> int:
     from colorizer.atomic import write_text
     from colorizer.data import scan_folder
     from colorizer.device import resolve_device
-    from colorizer.prior import compute_prior
+    from colorizer.prior import PRIOR_SIGMA, compute_prior
 
     device = resolve_device(args.device)
     scan = scan_folder(args.data, limit=args.limit)
     print(scan.summary())
     counts, prior = compute_prior(scan.colour, args.image_size, args.batch_size, args.workers, device)
     write_text(args.out, json.dumps({"data": str(args.data), "images": len(scan.colour), "pixels": int(counts.sum()),
-                                     "image_size": args.image_size, "sigma": 5.0, "counts": counts.tolist(),
+                                     "image_size": args.image_size, "sigma": PRIOR_SIGMA, "counts": counts.tolist(),
                                      "prior": prior.tolist()}))
     print(f"prior of {len(scan.colour)} photos ({int(counts.sum())} pixels) -> {args.out}")
     return 0
@@ -287,7 +292,28 @@ def run(parser: argparse.ArgumentParser, argv: list[str] | None = None) -> int:
         return 130
 
 
+def app_commands() -> list[EntryPoint]:
+    """The `colorizer.commands` entry points, by name. Run from a source tree (an editable install, a
+    checkout), its own pyproject.toml lists them: installed metadata only changes on reinstalling, so
+    it may lack a command the tree has; an installed package has only its metadata."""
+    if PYPROJECT.is_file():
+        import tomllib
+
+        project = tomllib.loads(PYPROJECT.read_text())["project"]
+        if project["name"] == "colorizer":
+            table = project.get("entry-points", {}).get(COMMANDS, {})
+            return sorted(EntryPoint(name, value, COMMANDS) for name, value in table.items())
+    return sorted(entry_points(group=COMMANDS))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="colorizer", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    register(sub)
+    for command in app_commands():
+        command.load()(sub)
+    return parser
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m colorizer", description=__doc__)
-    register(parser.add_subparsers(dest="command", required=True, metavar="COMMAND"))
-    return run(parser, argv)
+    return run(build_parser(), argv)

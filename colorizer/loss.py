@@ -9,15 +9,16 @@ import torch
 import torch.nn.functional as F
 
 from colorizer.bins import NUM_BINS, nearest_bins
+from colorizer.defaults import SOFT_NEIGHBOURS, SOFT_SIGMA
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class LossSettings:
     """How a batch's soft targets are made: the k nearest bins and the Gaussian sigma (ab units) of the
     soft encoding. (The rebalancing's lambda is baked into the class weights passed beside them.)"""
 
-    neighbours: int = 5
-    sigma: float = 5.0
+    neighbours: int = SOFT_NEIGHBOURS
+    sigma: float = SOFT_SIGMA
 
 
 class Targets(NamedTuple):
@@ -34,7 +35,8 @@ class Targets(NamedTuple):
         return torch.zeros(shape, device=self.bins.device).scatter_(1, self.bins, self.weights)
 
 
-def encode_targets(ab: torch.Tensor, class_weights: torch.Tensor, k: int = 5, sigma: float = 5.0) -> Targets:
+def encode_targets(ab: torch.Tensor, class_weights: torch.Tensor, k: int = SOFT_NEIGHBOURS,
+                   sigma: float = SOFT_SIGMA) -> Targets:
     """Soft targets (Gaussian weights, `sigma` in ab units, on the k nearest bins) and per-pixel
     rebalancing weights for ab (N, 2, H, W), from one nearest-bin search."""
     idx, d2 = nearest_bins(ab, k)

@@ -14,6 +14,9 @@ from tqdm import tqdm
 from colorizer.bins import AB_RANGE, GRID, NUM_BINS, ab_bins, nearest_bins
 from colorizer.color import lab_batch
 from colorizer.data import PhotoDataset
+from colorizer.defaults import REBALANCE_MIX
+
+PRIOR_SIGMA = 5.0  # the Gaussian (ab units) that smooths the empirical prior (section 3.2)
 
 
 def bin_counts(ab: torch.Tensor) -> torch.Tensor:
@@ -22,7 +25,7 @@ def bin_counts(ab: torch.Tensor) -> torch.Tensor:
     return torch.bincount(idx.flatten(), minlength=NUM_BINS).double().cpu()
 
 
-def smooth_prior(counts: torch.Tensor | np.ndarray, sigma: float = 5.0) -> torch.Tensor:
+def smooth_prior(counts: torch.Tensor | np.ndarray, sigma: float = PRIOR_SIGMA) -> torch.Tensor:
     """Normalise bin counts to a distribution and smooth it with a Gaussian of `sigma` ab units.
 
     The smoothing runs on the full 10-grid of the ab plane so that neighbouring bins share mass the way
@@ -56,7 +59,7 @@ def mixed_prior(folders: Sequence[list[Path]], shares: Sequence[float], size: in
     return smooth_prior(sum(share * c / c.sum() for share, c in zip(shares, counts, strict=True)))
 
 
-def rebalance_weights(prior: torch.Tensor, mix: float = 0.5) -> torch.Tensor:
+def rebalance_weights(prior: torch.Tensor, mix: float = REBALANCE_MIX) -> torch.Tensor:
     """w proportional to ((1 - mix) * prior + mix / Q)^-1, scaled so that E_prior[w] = 1."""
     prior = torch.as_tensor(prior, dtype=torch.float64)
     weights = 1.0 / ((1.0 - mix) * prior + mix / prior.numel())

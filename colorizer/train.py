@@ -6,14 +6,13 @@ Single process: `colorizer train --data DIR --out RUN`. Several GPUs:
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import os
 import random
 import time
 from contextlib import nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -30,21 +29,32 @@ from colorizer.bins import ab_bins
 from colorizer.color import lab_batch
 from colorizer.data import PhotoDataset, Scan, hold_out, scan_folder
 from colorizer.decode import colorize_lab, colorize_logits
-from colorizer.defaults import HINTED_SHARE
+from colorizer.defaults import HINTED_SHARE, RECOLOUR_SHARE
 from colorizer.device import bf16_is_fast, resolve_device
 from colorizer.errors import UserError
 from colorizer.hints import nearest_hint, pool_hints, rotate_hue, sample_hint_counts, simulate_hints
 from colorizer.loss import LossSettings, encode_targets, rebalanced_cross_entropy
 from colorizer.models import build_model, preset_options
 from colorizer.prior import mixed_prior, rebalance_weights
+from colorizer.train_args import TrainConfig, json_options
 
 SAMPLE_COUNT = 8
-# Recorded options that change what a run optimises: resuming with other values would silently train a
-# different model (the loss, the optimizer's groups, which photos are trained and validated on, or how
-# they are hinted).
-RESUME_MUST_MATCH = {"mix": 0.5, "sigma": 5.0, "neighbours": 5, "encoder_lr_factor": 1.0, "holdout": 0.0,
-                     "data_share": None, "epoch_size": None, "preset": None, "hinted_share": HINTED_SHARE,
-                     "recolour_share": 0.0}
+
+
+@dataclass(frozen=True, slots=True)
+class StepSettings:
+    """What a training step does to a batch besides running the network: how its soft targets are made
+    (`loss`), the share of its photos shown simulated hints (hint-capable networks) and the share of those
+    whose colours are turned by a random hue, and the autocast ('auto', 'bf16' or 'off')."""
+
+    loss: LossSettings = LossSettings()
+    hinted_share: float = HINTED_SHARE
+    recolour_share: float = RECOLOUR_SHARE
+    amp: str = "off"
+
+    @classmethod
+    def of(cls, config: TrainConfig) -> StepSettings:
+        return cls(LossSettings(config.neighbours, config.sigma), config.hinted_share, config.recolour_share, config.amp)
 
 
 def autocast(device: torch.device, amp: str):
@@ -56,31 +66,30 @@ def autocast(device: torch.device, amp: str):
 
 
 def batch_loss(model: torch.nn.Module, rgb: torch.Tensor, class_weights: torch.Tensor, device: torch.device,
-               settings: LossSettings = LossSettings(), amp: str = "off", hinted_share: float = HINTED_SHARE,
-               recolour_share: float = 0.0) -> torch.Tensor:
+               step: StepSettings = StepSettings()) -> torch.Tensor:
     """The loss of a batch of uint8 RGB crops; a hint-capable network gets simulated hints for about
-    `hinted_share` of them (validation passes 0: it scores the automatic colorization), and about
-    `recolour_share` of the hinted ones have all their colours turned by one random hue angle."""
+    `step.hinted_share` of them (validation asks for 0: it scores the automatic colorization), and about
+    `step.recolour_share` of the hinted ones have all their colours turned by one random hue angle."""
     lightness, ab = lab_batch(rgb, device)
     network = checkpoint.unwrap(model)
     inputs = [lightness.contiguous(memory_format=torch.channels_last)]
     turned = torch.zeros(len(rgb), dtype=torch.bool)
     if getattr(network, "hint_inputs", False):
-        counts = sample_hint_counts(len(rgb), no_hint_share=1 - hinted_share)
-        if recolour_share:
+        counts = sample_hint_counts(len(rgb), no_hint_share=1 - step.hinted_share)
+        if step.recolour_share:
             # a recoloured photo's hints carry colours no prior predicts, so that the network learns to
             # carry a hint over the whole region it belongs to rather than blend it into its own guess
-            turned = (counts > 0) & (torch.rand(len(rgb)) < recolour_share)
+            turned = (counts > 0) & (torch.rand(len(rgb)) < step.recolour_share)
             ab = rotate_hue(ab, (torch.rand(len(rgb)) * 2 * math.pi * turned).to(ab.device))
         inputs.append(simulate_hints(ab, counts))
     # targets at the network's output resolution, from ab averaged over each output cell
-    targets = encode_targets(F.avg_pool2d(ab, network.output_stride), class_weights, k=settings.neighbours,
-                             sigma=settings.sigma)
+    targets = encode_targets(F.avg_pool2d(ab, network.output_stride), class_weights, k=step.loss.neighbours,
+                             sigma=step.loss.sigma)
     if turned.any():
         weights = recoloured_weights(lightness, inputs[1], turned.to(ab.device), network.output_stride,
                                      network.propagation_reach)
         targets = targets._replace(pixel_weights=targets.pixel_weights * weights)
-    with autocast(device, amp):
+    with autocast(device, step.amp):
         logits = model(*inputs)
     return rebalanced_cross_entropy(logits, targets)
 
@@ -97,51 +106,28 @@ def recoloured_weights(lightness: torch.Tensor, hint_maps: torch.Tensor, turned:
 
 
 def train_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, rgb: torch.Tensor,
-               class_weights: torch.Tensor, device: torch.device, settings: LossSettings = LossSettings(),
-               amp: str = "off", hinted_share: float = HINTED_SHARE, recolour_share: float = 0.0) -> torch.Tensor:
+               class_weights: torch.Tensor, device: torch.device, step: StepSettings = StepSettings()) -> torch.Tensor:
     """One optimisation step on a batch of uint8 RGB crops; returns the (detached) loss."""
-    loss = batch_loss(model, rgb, class_weights, device, settings, amp, hinted_share, recolour_share)
+    loss = batch_loss(model, rgb, class_weights, device, step)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     optimizer.step()
     return loss.detach()
 
 
-def check_arguments(args: argparse.Namespace) -> None:
-    """Every option that can be checked before anything is loaded, as one-line errors."""
-    if args.image_size % 32:
-        raise UserError(f"--image-size must be a multiple of 32, got {args.image_size}")
-    if not 0 <= args.holdout <= 0.5:
-        raise UserError(f"--holdout must be between 0 and 0.5, got {args.holdout:g}")
-    if args.holdout and args.val:
-        raise UserError("--holdout and --val both name the validation photos: pass one of them")
-    for flag in ("hinted_share", "recolour_share"):
-        if not 0 <= getattr(args, flag) <= 1:
-            raise UserError(f"--{flag.replace('_', '-')} must be between 0 and 1, got {getattr(args, flag):g}")
-    if args.data_share is not None and (len(args.data_share) != len(args.data) or min(args.data_share) <= 0):
-        raise UserError(f"--data-share needs one positive share per --data folder ({len(args.data)}), "
-                        f"got {' '.join(f'{v:g}' for v in args.data_share)}")
-
-
-def resume_config(args: argparse.Namespace, out: Path, is_main: bool) -> dict[str, Any] | None:
-    """The config of the run to resume in `out` (None: start fresh), checked against `args`."""
-    if not args.resume:
+def resume_config(config: TrainConfig, out: Path, is_main: bool) -> dict[str, Any] | None:
+    """The checkpoint config of the run to resume in `out` (None: start fresh), checked against `config`."""
+    if not config.resume:
         return None
     if not (out / "optimizer.json").is_file():
         if is_main:
             print(f"nothing to resume in {out}; starting fresh")
         return None
-    config = checkpoint.read_config(out)
-    recorded = config["train_args"]
-    for option, default in RESUME_MUST_MATCH.items():
-        trained, asked = recorded.get(option, default), getattr(args, option)
-        if trained != asked:
-            flag = "--" + option.replace("_", "-")
-            raise UserError(f"{out} was trained with {flag} {_shown(trained)}; resume it with the same, "
-                            f"not {_shown(asked)}")
-    if _json_options(recorded.get("options", "{}")) != _json_options(args.options):
-        raise UserError(f"{out} was trained with --options '{recorded.get('options', '{}')}'; resume it with the same")
-    return config
+    recorded = checkpoint.read_config(out)
+    conflict = config.resume_conflict(recorded["train_args"])
+    if conflict:
+        raise UserError(f"{out} was trained with {conflict}")
+    return recorded
 
 
 @dataclass
@@ -156,72 +142,71 @@ class TrainingData:
     summary: str
 
 
-def training_data(args: argparse.Namespace, is_main: bool) -> TrainingData:
-    scans = [scan_folder(folder, limit=args.limit, progress=is_main, min_chroma=args.min_chroma)
-             for folder in args.data]
+def training_data(config: TrainConfig, is_main: bool) -> TrainingData:
+    scans = [scan_folder(folder, limit=config.limit, progress=is_main, min_chroma=config.min_chroma)
+             for folder in config.data]
     scan = Scan.merged(scans)
     folders, val_paths, val_summary = [part.colour for part in scans], [], ""
-    if args.holdout:
-        split = [hold_out(part.colour, folder, args.holdout) for part, folder in zip(scans, args.data, strict=True)]
+    if config.holdout:
+        split = [hold_out(part.colour, folder, config.holdout) for part, folder in zip(scans, config.data, strict=True)]
         folders = [train for train, _ in split]
         val_paths = [path for _, held in split for path in held]
         val_summary = f"{len(val_paths)} colour photos held out of --data"
-    elif args.val:
-        val_scan = scan_folder(args.val, limit=args.limit, progress=is_main, min_chroma=args.min_chroma)
+    elif config.val:
+        val_scan = scan_folder(config.val, limit=config.limit, progress=is_main, min_chroma=config.min_chroma)
         val_paths, val_summary = val_scan.colour, val_scan.summary()
     train_paths = [path for paths in folders for path in paths]
-    held = f"{len(train_paths)} of " if args.holdout else ""
+    held = f"{len(train_paths)} of " if config.holdout else ""
     return TrainingData(
         scan=scan, folders=folders,
-        train_set=PhotoDataset(train_paths, args.image_size, augment=True, min_crop_area=args.min_crop_area),
-        val_set=PhotoDataset(val_paths, args.image_size, augment=False) if val_paths else None,
-        photo_shares=_photo_shares(folders, args.data_share),
+        train_set=PhotoDataset(train_paths, config.image_size, augment=True, min_crop_area=config.min_crop_area),
+        val_set=PhotoDataset(val_paths, config.image_size, augment=False) if val_paths else None,
+        photo_shares=_photo_shares(folders, config.data_share),
         summary=f"train: {held}{scan.summary()}" + (f"\nval: {val_summary}" if val_paths else ""))
 
 
-def training_prior(args: argparse.Namespace, config: dict[str, Any] | None, data: TrainingData,
+def training_prior(config: TrainConfig, resumed: dict[str, Any] | None, data: TrainingData,
                    device: torch.device, is_main: bool) -> torch.Tensor:
     """A resumed run's own prior, a --prior file's, or the training photos' (each folder by its share)."""
-    if config is not None:
-        return torch.tensor(config["prior"], dtype=torch.float64)
-    if args.prior:
-        return torch.tensor(json.loads(Path(args.prior).read_text())["prior"], dtype=torch.float64)
-    return mixed_prior(data.folders, _folder_shares(data.folders, args.data_share), args.image_size, args.batch_size,
-                       args.workers, device, is_main)
+    if resumed is not None:
+        return torch.tensor(resumed["prior"], dtype=torch.float64)
+    if config.prior:
+        return torch.tensor(json.loads(Path(config.prior).read_text())["prior"], dtype=torch.float64)
+    return mixed_prior(data.folders, _folder_shares(data.folders, config.data_share), config.image_size, config.batch_size,
+                       config.workers, device, is_main)
 
 
-def epoch_loader(args: argparse.Namespace, data: TrainingData, epoch: int, rank: int, world: int,
+def epoch_loader(config: TrainConfig, data: TrainingData, epoch: int, rank: int, world: int,
                  device: torch.device) -> DataLoader:
     """The epoch's batches; every random choice derives from (seed, epoch, rank), so a resumed run
     repeats it exactly."""
-    generator = torch.Generator().manual_seed((args.seed + epoch) * world + rank)
+    generator = torch.Generator().manual_seed((config.seed + epoch) * world + rank)
     if data.photo_shares is not None:
-        epoch_size = args.epoch_size or len(data.train_set)
+        epoch_size = config.epoch_size or len(data.train_set)
         sampler = WeightedRandomSampler(data.photo_shares, epoch_size // world, generator=generator)
     elif world > 1:
-        sampler = DistributedSampler(data.train_set, world, rank, seed=args.seed)
+        sampler = DistributedSampler(data.train_set, world, rank, seed=config.seed)
         sampler.set_epoch(epoch)
     else:
         sampler = RandomSampler(data.train_set, generator=generator)
-    return DataLoader(data.train_set, args.batch_size, sampler=sampler, num_workers=args.workers, drop_last=True,
+    return DataLoader(data.train_set, config.batch_size, sampler=sampler, num_workers=config.workers, drop_last=True,
                       pin_memory=device.type == "cuda", persistent_workers=False,
-                      generator=torch.Generator().manual_seed(args.seed + epoch))
+                      generator=torch.Generator().manual_seed(config.seed + epoch))
 
 
 def train_one_epoch(model: torch.nn.Module, optimizer: torch.optim.Optimizer, loader: DataLoader,
-                    class_weights: torch.Tensor, args: argparse.Namespace, epoch: int, device: torch.device,
+                    class_weights: torch.Tensor, config: TrainConfig, epoch: int, device: torch.device,
                     world: int, progress: bool) -> float:
     """One pass over `loader` under the learning-rate schedule; the mean training loss over all ranks."""
     model.train()
-    settings = loss_settings(args)
+    step_settings = StepSettings.of(config)
     total, seen, started = 0.0, 0, time.perf_counter()
-    bar = tqdm(loader, desc=f"epoch {epoch + 1}/{args.epochs}", disable=not progress)
+    bar = tqdm(loader, desc=f"epoch {epoch + 1}/{config.epochs}", disable=not progress)
     for step, rgb in enumerate(bar, start=epoch * len(loader)):
-        lr = args.lr * lr_factor(args.lr_schedule, step, args.epochs * len(loader))
+        lr = config.lr * lr_factor(config.lr_schedule, step, config.epochs * len(loader))
         for group in optimizer.param_groups:
             group["lr"] = lr * group.get("lr_scale", 1.0)  # no lr_scale in checkpoints from before it
-        loss = train_step(model, optimizer, rgb, class_weights, device, settings, args.amp, args.hinted_share,
-                          args.recolour_share)
+        loss = train_step(model, optimizer, rgb, class_weights, device, step_settings)
         total += loss.item() * len(rgb)
         seen += len(rgb)
         bar.set_postfix(loss=f"{total / seen:.4f}", img_s=f"{seen * world / (time.perf_counter() - started):.1f}")
@@ -230,86 +215,69 @@ def train_one_epoch(model: torch.nn.Module, optimizer: torch.optim.Optimizer, lo
 
 @torch.no_grad()
 def evaluate_loss(model: torch.nn.Module, dataset: PhotoDataset, class_weights: torch.Tensor,
-                  args: argparse.Namespace, device: torch.device, rank: int = 0, world: int = 1) -> float:
+                  config: TrainConfig, device: torch.device, rank: int = 0, world: int = 1) -> float:
     """The validation loss of the automatic colorization (no hints), over all ranks."""
     model.eval()
     indices = list(range(rank, len(dataset), world))
-    loader = DataLoader(torch.utils.data.Subset(dataset, indices), args.batch_size, num_workers=args.workers)
-    settings = loss_settings(args)
+    loader = DataLoader(torch.utils.data.Subset(dataset, indices), config.batch_size, num_workers=config.workers)
+    step = replace(StepSettings.of(config), hinted_share=0.0)
     total, seen = 0.0, 0
     for rgb in loader:
-        total += batch_loss(model, rgb, class_weights, device, settings, args.amp, hinted_share=0.0).item() * len(rgb)
+        total += batch_loss(model, rgb, class_weights, device, step).item() * len(rgb)
         seen += len(rgb)
     return _all_mean(total / max(seen, 1), device, world)
 
 
-def stop_reason(args: argparse.Namespace, history: list[dict[str, Any]], elapsed: float, epochs_run: int) -> str | None:
+def stop_reason(config: TrainConfig, history: list[dict[str, Any]], elapsed: float, epochs_run: int) -> str | None:
     """Why training ends after this epoch, besides reaching --epochs (None: it goes on)."""
-    if args.until_plateau and _plateaued(history, args.until_plateau):
-        return f"training loss improved by less than {args.until_plateau:.0%}"
-    if args.time_limit and elapsed * (epochs_run + 1) / epochs_run > args.time_limit * 60:
-        return f"another epoch would pass --time-limit {args.time_limit:g} min"
+    if config.until_plateau and _plateaued(history, config.until_plateau):
+        return f"training loss improved by less than {config.until_plateau:.0%}"
+    if config.time_limit and elapsed * (epochs_run + 1) / epochs_run > config.time_limit * 60:
+        return f"another epoch would pass --time-limit {config.time_limit:g} min"
     return None
 
 
-def train(args: argparse.Namespace) -> Path:
-    check_arguments(args)
-    rank, world, device = _setup_distributed(args.device)
-    if device.type == "cpu":
-        # As training goes on, weights and gradients reach denormal floats, which the CPU computes
-        # with slowly: steps from trained weights took 22 % longer on two threads (docs/models.md).
-        # Set before the first parallel region, so the intra-op threads inherit it; process-wide.
-        torch.set_flush_denormal(True)
+def train(config: TrainConfig) -> Path:
+    """Train as `config` says, resuming or starting from a trained model where it asks; returns the run folder."""
+    rank, world, device = _setup_distributed(config.device)
     is_main = rank == 0
-    out = Path(args.out)
-    config = resume_config(args, out, is_main)
-    _seed_everything(args.seed)
+    out = Path(config.out)
+    resumed = resume_config(config, out, is_main)
+    _seed_everything(config.seed)
     # the network first: a bad preset or option fails before minutes of scanning photos
-    options = preset_options(args.preset, **_json_options(args.options))
-    model = build_model(args.preset, **options).to(device).to(memory_format=torch.channels_last)
-    optimizer = torch.optim.Adam(parameter_groups(model, args.encoder_lr_factor), lr=args.lr, betas=(0.9, 0.99),
-                                 weight_decay=args.weight_decay)
-    data = training_data(args, is_main)
+    options = preset_options(config.preset, **json_options(config.options))
+    model = build_model(config.preset, **options).to(device).to(memory_format=torch.channels_last)
+    optimizer = torch.optim.Adam(parameter_groups(model, config.encoder_lr_factor), lr=config.lr, betas=(0.9, 0.99),
+                                 weight_decay=config.weight_decay)
+    data = training_data(config, is_main)
     if is_main:
         print(data.summary)
-    prior = training_prior(args, config, data, device, is_main)
-    class_weights = rebalance_weights(prior, mix=args.mix).to(device)
-
-    history: list[dict[str, Any]] = []
-    start_epoch = 0
-    started_from = None
-    if config is not None:
-        model.load_state_dict(checkpoint.load_model(out)[0].state_dict())
-        checkpoint.load_optimizer(out, optimizer)
-        history, start_epoch, started_from = config["history"], config["epoch"], config.get("init")
-        if is_main:
-            print(f"resuming {out} after epoch {start_epoch}")
-    elif args.init:
-        fresh, started_from = initial_weights(model, args.init, args.preset)
-        if is_main:
-            print(f"starting from {args.init}" + (f"; new layers: {', '.join(fresh)}" if fresh else ""))
+    prior = training_prior(config, resumed, data, device, is_main)
+    class_weights = rebalance_weights(prior, mix=config.mix).to(device)
+    history, started_from = starting_point(config, resumed, model, optimizer, is_main)
+    start_epoch = len(history)
     if world > 1:
         model = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
     writer = _tensorboard(out) if is_main else None
 
     run_started = time.perf_counter()
-    for epoch in range(start_epoch, args.epochs):
-        _seed_everything(args.seed + epoch)
-        loader = epoch_loader(args, data, epoch, rank, world, device)
+    for epoch in range(start_epoch, config.epochs):
+        _seed_everything(config.seed + epoch)
+        loader = epoch_loader(config, data, epoch, rank, world, device)
         started = time.perf_counter()
-        train_loss = train_one_epoch(model, optimizer, loader, class_weights, args, epoch, device, world, is_main)
+        train_loss = train_one_epoch(model, optimizer, loader, class_weights, config, epoch, device, world, is_main)
         record = {"epoch": epoch + 1, "train_loss": train_loss, "seconds": round(time.perf_counter() - started, 1)}
         if data.val_set is not None:
-            record["val_loss"] = evaluate_loss(model, data.val_set, class_weights, args, device, rank, world)
+            record["val_loss"] = evaluate_loss(model, data.val_set, class_weights, config, device, rank, world)
         history.append(record)
         if is_main:
             print(json.dumps(record))
             _log(writer, record)
-            record_config = _config(args, options, prior, epoch + 1, history, data, started_from)
-            _save_epoch(out, model, optimizer, record_config, args.keep_epochs)
+            _save_epoch(out, model, optimizer, run_record(config, options, prior, history, data, started_from),
+                        config.keep_epochs)
             if data.val_set is not None:
                 save_samples(model, data.val_set, out / f"samples_epoch{epoch + 1:03d}.png", device)
-        reason = stop_reason(args, history, time.perf_counter() - run_started, epoch + 1 - start_epoch)
+        reason = stop_reason(config, history, time.perf_counter() - run_started, epoch + 1 - start_epoch)
         if reason:
             if is_main:
                 print(f"{reason}: stopping after epoch {epoch + 1}")
@@ -319,6 +287,24 @@ def train(args: argparse.Namespace) -> Path:
     if is_main:
         print(f"model: {out}")
     return out
+
+
+def starting_point(config: TrainConfig, resumed: dict[str, Any] | None, model: torch.nn.Module,
+                   optimizer: torch.optim.Optimizer, is_main: bool) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
+    """Load the weights the run starts from: a resumed run's (and its optimizer's), or --init's. Returns
+    the history of the epochs trained so far and the training record of the --init model."""
+    if resumed is not None:
+        model.load_state_dict(checkpoint.load_model(config.out)[0].state_dict())
+        checkpoint.load_optimizer(config.out, optimizer)
+        if is_main:
+            print(f"resuming {config.out} after epoch {resumed['epoch']}")
+        return resumed["history"], resumed.get("init")
+    if not config.init:
+        return [], None
+    fresh, started_from = initial_weights(model, config.init, config.preset)
+    if is_main:
+        print(f"starting from {config.init}" + (f"; new layers: {', '.join(fresh)}" if fresh else ""))
+    return [], started_from
 
 
 def initial_weights(model: torch.nn.Module, path: str, preset: str) -> tuple[list[str], dict[str, Any]]:
@@ -341,10 +327,6 @@ def initial_weights(model: torch.nn.Module, path: str, preset: str) -> tuple[lis
     started_from = {"path": str(path), **{key: recorded[key] for key in ("options", "mix", "epoch", "history", "data",
                                                                           "train_args", "init") if key in recorded}}
     return sorted({key.split(".")[0] for key in missing}), started_from
-
-
-def loss_settings(args: argparse.Namespace) -> LossSettings:
-    return LossSettings(neighbours=args.neighbours, sigma=args.sigma)
 
 
 def _folder_shares(folders: list[list[Path]], data_share: list[float] | None) -> list[float]:
@@ -409,42 +391,28 @@ def _save_epoch(out: Path, model: torch.nn.Module, optimizer: torch.optim.Optimi
     checkpoint.save_optimizer(out, optimizer)
 
 
-def _shown(value: Any) -> str:
-    if isinstance(value, list):
-        return " ".join(_shown(v) for v in value)
-    return "(none)" if value is None else f"{value:g}" if isinstance(value, float) else str(value)
-
-
-def _config(args: argparse.Namespace, options: dict[str, Any], prior: torch.Tensor, epoch: int,
-            history: list[dict[str, Any]], data: TrainingData, started_from: dict[str, Any] | None) -> dict[str, Any]:
+def run_record(config: TrainConfig, options: dict[str, Any], prior: torch.Tensor, history: list[dict[str, Any]],
+               data: TrainingData, started_from: dict[str, Any] | None) -> dict[str, Any]:
+    """The checkpoint config after the last epoch of `history`."""
+    train_args = config.record()
     return {
         **({"init": started_from} if started_from else {}),
-        "preset": args.preset,
+        "preset": config.preset,
         "options": options,
-        "input_size": args.input_size or args.image_size,
+        "input_size": config.input_size or config.image_size,
         "bins": ab_bins().tolist(),
         "prior": prior.tolist(),
-        "mix": args.mix,
-        "neighbours": args.neighbours,
-        "sigma": args.sigma,
-        "epoch": epoch,
+        "mix": config.mix,
+        "neighbours": config.neighbours,
+        "sigma": config.sigma,
+        "epoch": len(history),
         "history": history,
-        "data": {"train": [str(folder) for folder in args.data], "share": args.data_share,
-                 "val": str(args.val) if args.val else None, "holdout": args.holdout,
+        "data": {"train": [str(folder) for folder in config.data], "share": train_args["data_share"],
+                 "val": str(config.val) if config.val else None, "holdout": config.holdout,
                  "train_images": len(data.train_set), "dropped_gray": len(data.scan.gray),
                  "dropped_corrupt": len(data.scan.corrupt), "val_images": len(data.val_set or [])},
-        "train_args": {k: v for k, v in vars(args).items() if k != "func"},
+        "train_args": train_args,
     }
-
-
-def _json_options(text: str) -> dict[str, Any]:
-    try:
-        options = json.loads(text)
-    except json.JSONDecodeError:
-        options = None
-    if not isinstance(options, dict):
-        raise UserError(f"--options must be a JSON object, got {text!r}")
-    return options
 
 
 def _plateaued(history: list[dict[str, Any]], threshold: float) -> bool:
@@ -456,8 +424,14 @@ def _plateaued(history: list[dict[str, Any]], threshold: float) -> bool:
 
 
 def _setup_distributed(requested: str) -> tuple[int, int, torch.device]:
+    """This process's rank, the number of processes (torchrun's), and the device it trains on."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     device = resolve_device(requested)
+    if device.type == "cpu":
+        # As training goes on, weights and gradients reach denormal floats, which the CPU computes
+        # with slowly: steps from trained weights took 22 % longer on two threads (docs/models.md).
+        # Set before the first parallel region, so the intra-op threads inherit it; process-wide.
+        torch.set_flush_denormal(True)
     if world == 1:
         return 0, 1, device
     local_rank = int(os.environ["LOCAL_RANK"])

@@ -621,6 +621,49 @@ def record_vote(session: Session, vote: VoteRequest, token: str | None) -> VoteO
     return VoteOut(**participant_state(session, participant, assigned).model_dump(), stored=True)
 
 
+@dataclass(frozen=True)
+class GivenAnswer:
+    """A trial answered as a simulation says, not as the live protocol draws it: the trial, whether
+    stimulus a showed on the left, the choice ('left' or 'right'), the response time and the moment."""
+
+    trial: Trial
+    a_on_left: bool
+    choice: str
+    rt_ms: int
+    answered_at: dt.datetime
+
+
+def has_participants(session: Session, study: Study) -> bool:
+    return session.scalars(select(Participant.id).where(Participant.study_id == study.id).limit(1)).first() is not None
+
+
+def add_finished_participant(session: Session, study: Study, answers: Sequence[GivenAnswer],
+                             created_at: dt.datetime) -> Participant:
+    """Store a participant of `study` who answered `answers` (one or more) in that order (simulated votes,
+    analysis/simulate.py), in the rows a live participant who finished leaves: assignments with their
+    own public ids and picture names, each released when the one before was answered, and votes with
+    fresh client ids. Nothing is committed."""
+    finished = answers[-1].answered_at
+    participant = Participant(id=public_id(), study_id=study.id, created_at=created_at, last_active_at=finished,
+                              completed_at=finished)
+    released = created_at
+    for position, answer in enumerate(answers):
+        stimuli = (answer.trial.stimulus_a, answer.trial.stimulus_b)
+        left, right = stimuli if answer.a_on_left else stimuli[::-1]
+        participant.assignments.append(Assignment(
+            trial=answer.trial, position=position, left=left, right=right, released_at=released,
+            public_id=public_id(), left_name=picture_name(), right_name=picture_name()))
+        released = answer.answered_at
+    session.add(participant)
+    # Votes refer to assignments by a bare composite key, so the ORM cannot order the inserts itself.
+    session.flush()
+    # No server_ms: the simulated response times are not timed against the release by a server.
+    session.add_all(Vote(participant_id=participant.id, trial_id=answer.trial.id, choice=answer.choice,
+                         rt_ms=answer.rt_ms, client_vote_id=public_id(), created_at=answer.answered_at)
+                    for answer in answers)
+    return participant
+
+
 def study_protocols(session: Session) -> dict[str, Protocol]:
     """Every study's protocol by name, for the participant pages (studies are never changed after prepare)."""
     return {

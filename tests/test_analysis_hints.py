@@ -2,8 +2,8 @@ import json
 
 from PIL import Image
 
+from colorizer.cli import main
 from tests.conftest import photo
-from toolkit.cli import main
 
 
 def test_hints_figure_has_a_row_per_photo_and_six_columns(tiny_hint_checkpoint, tmp_path):

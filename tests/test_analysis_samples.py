@@ -1,6 +1,6 @@
 from PIL import Image
 
-from toolkit.cli import main
+from colorizer.cli import main
 
 
 def test_samples_sheet(tiny_checkpoint, photo_dir, tmp_path):

@@ -57,3 +57,20 @@ def test_simulated_database_gives_the_paper_numbers_back(tmp_path):
         write_simulated_study(db)
     with pytest.raises(UserError, match="must start with 'simulated'"):
         write_simulated_study(db, name="pilot")
+
+
+def test_simulated_participants_are_stored_as_the_study_stores_finished_ones(tmp_path):
+    from sqlalchemy import func, select
+
+    from study.db import database_session
+    from study.models import Assignment, Participant
+
+    db = f"sqlite:///{tmp_path / 'votes.db'}"
+    write_simulated_study(db)
+    with database_session(db) as session:
+        participants = session.scalars(select(Participant)).all()
+        assert len(participants) == 73 and all(p.completed_at == p.last_active_at is not None for p in participants)
+        assignments = session.scalars(select(Assignment)).all()
+        assert len({a.public_id for a in assignments}) == len(assignments) == 73 * 32
+        assert all(a.left_name != a.right_name and a.released_at is not None for a in assignments)
+        assert session.scalar(select(func.count()).select_from(Assignment).where(Assignment.position == 31)) == 73

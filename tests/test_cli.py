@@ -4,9 +4,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from colorizer.cli import output_path
+from colorizer.cli import main, output_path
 from tests.conftest import photo
-from toolkit.cli import main
 
 
 def run(capsys, *argv):
@@ -122,6 +121,48 @@ def test_console_script_is_installed():
     import shutil
 
     assert shutil.which("colorizer") or os.path.exists(".venv/bin/colorizer")
+
+
+APP_COMMANDS = ["analyze", "demo", "study"]
+EVERY_COMMAND = ["train", "colorize", "export", "prior", "eval", *APP_COMMANDS]
+
+
+def listed_commands(help_text: str) -> list[str]:
+    return [word for line in help_text.splitlines() if (word := line.strip().split(" ")[0]) in EVERY_COMMAND]
+
+
+def test_colorizer_and_python_m_colorizer_are_one_command_with_every_subcommand():
+    import subprocess
+    import sys
+    import tomllib
+
+    from colorizer import cli
+
+    project = tomllib.loads(cli.PYPROJECT.read_text())["project"]
+    assert project["scripts"]["colorizer"] == "colorizer.cli:main"  # the console script
+    assert [command.name for command in cli.app_commands()] == APP_COMMANDS
+    result = subprocess.run([sys.executable, "-m", "colorizer", "--help"], capture_output=True, text=True,
+                            cwd=cli.PYPROJECT.parent, timeout=120)
+    assert result.returncode == 0 and listed_commands(result.stdout) == EVERY_COMMAND
+
+
+def test_an_installed_package_finds_the_app_commands_in_its_metadata(monkeypatch, tmp_path, capsys):
+    from importlib.metadata import EntryPoint
+
+    from colorizer import cli
+
+    asked = []
+
+    def installed(group):
+        asked.append(group)
+        return [EntryPoint("demo", "demo.cli:register", group)]
+
+    monkeypatch.setattr(cli, "PYPROJECT", tmp_path / "pyproject.toml")  # no source tree around the package
+    monkeypatch.setattr(cli, "entry_points", installed)
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    assert asked == ["colorizer.commands"]
+    assert listed_commands(capsys.readouterr().out) == [*EVERY_COMMAND[:5], "demo"]
 
 
 def test_prior_command_writes_a_normalised_prior(photo_dir, tmp_path, capsys):

@@ -4,9 +4,9 @@ import pytest
 import torch
 
 from colorizer.bins import ab_bins
+from colorizer.cli import main
 from colorizer.evaluate import auc_per_pixel, colorfulness, psnr, random_ab
 from tests.conftest import photo
-from toolkit.cli import main
 
 
 def test_auc_per_pixel_by_hand():

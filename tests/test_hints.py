@@ -9,6 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from colorizer.cli import main
 from colorizer.color import lab_to_rgb, normalize_l, rgb_to_lab
 from colorizer.decode import annealed_mean
 from colorizer.errors import UserError
@@ -30,7 +31,6 @@ from colorizer.infer import Colorizer
 from colorizer.loss import encode_targets, rebalanced_cross_entropy
 from colorizer.models import build_model
 from tests.conftest import TINY_HINT_OPTIONS, photo, save_tiny_hint_model
-from toolkit.cli import main
 
 
 def ab_of_rgb(rgb: torch.Tensor) -> torch.Tensor:

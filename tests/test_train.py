@@ -9,6 +9,7 @@ from PIL import Image
 from safetensors.torch import load_file
 
 from colorizer import checkpoint
+from colorizer.cli import main
 from colorizer.color import lab_batch
 from colorizer.data import PhotoDataset, scan_folder
 from colorizer.loss import encode_targets
@@ -16,7 +17,6 @@ from colorizer.models import build_model
 from colorizer.prior import compute_prior, rebalance_weights
 from colorizer.train import lr_factor, parameter_groups, recoloured_weights
 from tests.conftest import TINY_HINT_OPTIONS, TINY_OPTIONS
-from toolkit.cli import main
 
 
 def train_args(data, out, *extra):
@@ -275,8 +275,8 @@ def test_the_loss_of_recoloured_photos_counts_cells_by_their_nearness_to_a_hint(
 
     def loss() -> float:
         torch.manual_seed(0)  # the same hints and hue turns both times
-        return train.batch_loss(model, rgb, torch.ones(313), torch.device("cpu"), hinted_share=1.0,
-                                recolour_share=1.0).item()
+        return train.batch_loss(model, rgb, torch.ones(313), torch.device("cpu"),
+                                train.StepSettings(hinted_share=1.0, recolour_share=1.0)).item()
 
     weighted = loss()
     monkeypatch.setattr(train, "recoloured_weights", lambda lightness, *args: torch.ones(len(lightness), 16, 16))

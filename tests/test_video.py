@@ -13,10 +13,10 @@ import torch
 
 from colorizer import video
 from colorizer.bins import NUM_BINS, ab_bins
+from colorizer.cli import main
 from colorizer.color import lab_to_rgb, rgb_to_lab
 from colorizer.errors import UserError
 from colorizer.infer import Colorizer
-from toolkit.cli import main
 
 SQUARE = (230, 40, 40)
 

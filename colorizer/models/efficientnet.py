@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from colorizer.bins import NUM_BINS, ab_bins
+from colorizer.defaults import SOFT_NEIGHBOURS, SOFT_SIGMA
 from colorizer.errors import UserError
 from colorizer.hints import AB_SCALE, HINT_CHANNELS, nearest_hint, pool_hints
 
@@ -110,7 +111,7 @@ def propagated_features(lightness: torch.Tensor, hints: torch.Tensor, reach: flo
     return torch.cat(features, dim=1), ab
 
 
-def _soft_encoded_hints(pooled: torch.Tensor, k: int = 5, sigma: float = 5.0) -> torch.Tensor:
+def _soft_encoded_hints(pooled: torch.Tensor, k: int = SOFT_NEIGHBOURS, sigma: float = SOFT_SIGMA) -> torch.Tensor:
     """(N, 313, h, w): each hinted cell's colour soft-encoded over the bins as the training targets are
     (Gaussian weights on the k nearest), zero where there is no hint. A dense search over all bins, not
     the lookup table of `bins.nearest_bins`: its shapes do not depend on the data, so the network
@@ -123,6 +124,17 @@ def _soft_encoded_hints(pooled: torch.Tensor, k: int = 5, sigma: float = 5.0) ->
     return encoded * pooled[:, 2:].float()
 
 
+def _check_hint_options(frozen_stages: int, hint_inputs: bool, hint_propagation: bool, propagation_reach: float) -> None:
+    if hint_inputs and frozen_stages > 2:
+        raise UserError("hint_inputs enter the encoder after its second stage: use frozen_stages <= 2")
+    if propagation_reach != DEFAULT_REACH and not hint_propagation:
+        raise UserError("propagation_reach needs hint_propagation: give both options")
+    if not (isinstance(propagation_reach, (int, float)) and propagation_reach > NEAR_SCALE):
+        raise UserError(f"propagation_reach must be a number of cells above {NEAR_SCALE:g}, got {propagation_reach!r}")
+    if hint_propagation and not hint_inputs:
+        raise UserError("hint_propagation needs hint_inputs: give both options")
+
+
 class EfficientNetColorizer(nn.Module):
     """Encoder features at strides 4-32 merged top-down (FPN) into 313 logits at stride 4."""
 
@@ -131,6 +143,7 @@ class EfficientNetColorizer(nn.Module):
     def __init__(self, pretrained: bool = True, decoder_width: int = 96, frozen_stages: int = 0,
                  hint_inputs: bool = False, hint_propagation: bool = False, propagation_reach: float = DEFAULT_REACH):
         super().__init__()
+        _check_hint_options(frozen_stages, hint_inputs, hint_propagation, propagation_reach)
         self.encoder = efficientnet_lite0(pretrained, features_only=True, out_indices=(1, 2, 3, 4))
         # Freezing the stem and first stages keeps generic edge detectors and roughly halves the backward
         # pass, which is what makes CPU training fit its budget.
@@ -151,29 +164,24 @@ class EfficientNetColorizer(nn.Module):
         self.head = nn.Sequential(_ConvBNAct(decoder_width, decoder_width), nn.Conv2d(decoder_width, NUM_BINS, 1))
         self.hint_inputs = hint_inputs
         if hint_inputs:
-            if frozen_stages > 2:
-                raise UserError("hint_inputs enter the encoder after its second stage: use frozen_stages <= 2")
             self.hint_to_encoder = _hint_embedding(channels[0])
             self.hint_to_levels = nn.ModuleList(_hint_embedding(decoder_width) for _ in channels)
             # large enough at the start that a hint shows (soft-encoded weights are at most 1)
             self.hint_gain = nn.Parameter(torch.tensor(4.0))
         self.hint_propagation = hint_propagation
-        if propagation_reach != DEFAULT_REACH and not hint_propagation:
-            raise UserError("propagation_reach needs hint_propagation: give both options")
-        if not (isinstance(propagation_reach, (int, float)) and propagation_reach > NEAR_SCALE):
-            raise UserError(f"propagation_reach must be a number of cells above {NEAR_SCALE:g}, got {propagation_reach!r}")
         self.propagation_reach = float(propagation_reach)
         if hint_propagation:
-            if not hint_inputs:
-                raise UserError("hint_propagation needs hint_inputs: give both options")
-            self.propagated_to_encoder = _hint_embedding(channels[0], inputs=PROPAGATED_CHANNELS, zero=True)
-            self.propagated_to_levels = nn.ModuleList(
-                _hint_embedding(decoder_width, inputs=PROPAGATED_CHANNELS, zero=True) for _ in channels)
-            # how much of the propagated colour each cell takes, from what the decoder sees there; it
-            # starts small and flat (softplus(-3) = 0.05)
-            self.propagation_gate = nn.Conv2d(decoder_width, 1, 1)
-            nn.init.zeros_(self.propagation_gate.weight)
-            nn.init.constant_(self.propagation_gate.bias, -3.0)
+            self._add_propagation_layers(channels, decoder_width)
+
+    def _add_propagation_layers(self, channels: list[int], decoder_width: int) -> None:
+        self.propagated_to_encoder = _hint_embedding(channels[0], inputs=PROPAGATED_CHANNELS, zero=True)
+        self.propagated_to_levels = nn.ModuleList(
+            _hint_embedding(decoder_width, inputs=PROPAGATED_CHANNELS, zero=True) for _ in channels)
+        # how much of the propagated colour each cell takes, from what the decoder sees there; it
+        # starts small and flat (softplus(-3) = 0.05)
+        self.propagation_gate = nn.Conv2d(decoder_width, 1, 1)
+        nn.init.zeros_(self.propagation_gate.weight)
+        nn.init.constant_(self.propagation_gate.bias, -3.0)
 
     def train(self, mode: bool = True) -> EfficientNetColorizer:
         super().train(mode)
